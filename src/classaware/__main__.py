@@ -1,0 +1,3 @@
+from classaware.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""``classaware`` command line: one dispatcher, each sub-command in its own module.
+
+Every sub-command module exposes ``register(subparsers)`` which adds its parser and sets
+``func=callable(args) -> int`` as the parser default.  Errors the user can fix (``ConfigError``)
+become one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from classaware.errors import ConfigError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse's default prints usage too)
+        self.exit(2, f"classaware: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="classaware", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    from classaware.cli import compare as _compare
+    from classaware.cli import train as _train
+
+    _train.register(sub)
+    _compare.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        if not argv:  # the main job: the demo-size important-class study
+            from classaware.cli.compare import run_default_study
+
+            return run_default_study()
+        args = parser.parse_args(argv)
+        if getattr(args, "func", None) is None:
+            parser.print_help()
+            return 2
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"classaware: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("classaware: interrupted", file=sys.stderr)
+        return 130
