@@ -1,0 +1,43 @@
+"""Models: a backbone (``x -> features [N, D]``) and a linear or cosine head.
+
+>>> from classaware.models import build_model
+>>> model = build_model({"name": "small_cnn", "head": "cosine"}, (1, 28, 28), 10)
+
+Backbones: ``small_cnn`` (28×28 gray, fast on a CPU), ``resnet32`` (LDAM-DRW CIFAR ResNet-32),
+``camri_cnn`` (the CAMRI release's VGG-style CNN with a 512-d embedding), ``mlp`` (feature
+vectors).  See :data:`MODEL_DEFAULTS` for the ``[model]`` keys.
+"""
+
+from __future__ import annotations
+
+from classaware.models.backbones import (
+    MLP,
+    BasicBlockA,
+    CamriCNN,
+    OptionAShortcut,
+    ResNet32,
+    SmallCNN,
+)
+from classaware.models.classifier import (
+    BACKBONES,
+    HEADS,
+    MODEL_DEFAULTS,
+    Classifier,
+    build_model,
+    validate_model_config,
+)
+
+__all__ = [
+    "BACKBONES",
+    "HEADS",
+    "MODEL_DEFAULTS",
+    "Classifier",
+    "build_model",
+    "validate_model_config",
+    "SmallCNN",
+    "ResNet32",
+    "BasicBlockA",
+    "OptionAShortcut",
+    "CamriCNN",
+    "MLP",
+]
