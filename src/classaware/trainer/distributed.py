@@ -1,0 +1,121 @@
+"""DistributedDataParallel plumbing: ``torchrun --nproc_per_node N -m classaware train ...``.
+
+torchrun sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and ``MASTER_ADDR/PORT``; when
+``WORLD_SIZE > 1`` the trainer calls :func:`setup` which initialises the default process group
+(``nccl`` on CUDA, ``gloo`` on CPU).  The data split is done by :func:`shard_batch`: every rank
+draws the same seeded permutation per epoch, the global batch (``train.batch_size``) is cut
+into ``world_size`` interleaved parts, and rank ``r`` trains on part ``r``.  DDP averages the
+gradients over ranks, so with equal part sizes the update is the one-process update of the
+global batch.  Only rank 0 writes files (:func:`is_main`).
+
+Example
+-------
+>>> import torch
+>>> shard_batch(torch.arange(10), rank=1, world_size=3)
+tensor([1, 4, 7])
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    initialised_here: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def env_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def setup(device_type: str) -> DistInfo:
+    """Initialise the process group from torchrun's environment (no-op for one process)."""
+    world = env_world_size()
+    if world <= 1:
+        return DistInfo()
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, False)
+    backend = "nccl" if device_type == "cuda" else "gloo"
+    if device_type == "cuda":
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend=backend)
+    return DistInfo(rank, world, local_rank, True)
+
+
+def teardown(info: DistInfo) -> None:
+    if info.initialised_here and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def is_main(info: DistInfo | None) -> bool:
+    return info is None or info.is_main
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def all_reduce_sum(t: Tensor, info: DistInfo) -> Tensor:
+    """Sum ``t`` over ranks in place (identity for one process)."""
+    if info.enabled:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def broadcast_object(obj: object, info: DistInfo) -> object:
+    """Rank 0's ``obj`` on every rank."""
+    if not info.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def shard_batch(idx: Tensor, rank: int, world_size: int) -> Tensor:
+    """Rank ``rank``'s part of the global batch ``idx``: ``idx[rank::world_size]``."""
+    if world_size <= 1:
+        return idx
+    return idx[rank::world_size]
+
+
+def shard_range(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """Contiguous ``[start, stop)`` of ``n`` items for evaluation on ``rank``."""
+    per = -(-n // max(world_size, 1))
+    start = min(n, rank * per)
+    return start, min(n, start + per)
+
+
+def all_gather_rows(t: Tensor, info: DistInfo) -> Tensor:
+    """Concatenate every rank's ``t`` (rows may differ per rank) in rank order."""
+    if not info.enabled:
+        return t
+    n = torch.tensor([t.shape[0]], device=t.device)
+    sizes = [torch.zeros_like(n) for _ in range(info.world_size)]
+    dist.all_gather(sizes, n)
+    sizes_i = [int(s.item()) for s in sizes]
+    m = max(sizes_i)
+    pad = torch.zeros((m - t.shape[0], *t.shape[1:]), dtype=t.dtype, device=t.device)
+    buf = torch.cat([t, pad])
+    parts = [torch.empty_like(buf) for _ in range(info.world_size)]
+    dist.all_gather(parts, buf.contiguous())
+    return torch.cat([p[:s] for p, s in zip(parts, sizes_i)])
