@@ -1,0 +1,283 @@
+"""``load_data(cfg)``: locate → read → cap → validation split → imbalance; ``available_datasets``."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from classaware.data import download as _dl
+from classaware.data.bundle import DataBundle, RawData
+from classaware.data.config import DATASET_NAMES, resolve_data_config
+from classaware.data.split import (
+    class_counts,
+    imbalance_subsample,
+    stratified_split,
+    stratified_subsample,
+)
+from classaware.errors import ConfigError
+
+__all__ = ["available_datasets", "load_data", "locate"]
+
+
+@dataclass(frozen=True)
+class _Named:
+    """A dataset that lives in a well-known folder layout (searched in the usual places)."""
+
+    find: Callable[[Path], Any]          # base dir -> handle (truthy) or None
+    read: Callable[[Any, dict], RawData]  # handle, cfg -> RawData
+    note: str
+    how: str                              # how to get it
+
+
+def _idx(name: str) -> _Named:
+    from classaware.data import idx
+
+    classes = idx.FASHION_MNIST_CLASSES if name == "fashion-mnist" else idx.MNIST_CLASSES
+    pkg = "dataset-fashion-mnist" if name == "fashion-mnist" else "dataset-mnist"
+    return _Named(
+        find=idx.find_idx_dir,
+        read=lambda files, cfg: idx.load_idx_dataset(
+            files, classes, str(Path(files["train_images"]).parent)),
+        note="70000 gray 28×28 images, 10 classes (IDX files, .gz or not)",
+        how=f"apt-get install {pkg} (Debian), or set data.download = true",
+    )
+
+
+def _cifar(name: str) -> _Named:
+    from classaware.data import cifar
+
+    n = 10 if name == "cifar10" else 100
+    return _Named(
+        find=lambda base: cifar.find_cifar_dir(name, base),
+        read=lambda d, cfg: cifar.load_cifar(name, d, cfg.get("label", "fine")),
+        note=f"60000 colour 32×32 images, {n} classes (python pickle batches"
+             + (", fine or coarse labels)" if n == 100 else ")"),
+        how="set data.download = true, or unpack "
+            + ("cifar-10-python.tar.gz" if n == 10 else "cifar-100-python.tar.gz")
+            + " from https://www.cs.toronto.edu/~kriz/cifar.html into data.dir",
+    )
+
+
+def _gtsrb() -> _Named:
+    from classaware.data import gtsrb
+
+    return _Named(
+        find=gtsrb.find_gtsrb_dir,
+        read=lambda d, cfg: gtsrb.load_gtsrb(d, cfg.get("image_size", 32)),
+        note="German traffic signs, 43 classes (ppm + GT csv, ROI-cropped, resized)",
+        how="set data.download = true, or unpack GTSRB_Final_Training_Images.zip, "
+            "GTSRB_Final_Test_Images.zip and GTSRB_Final_Test_GT.zip into data.dir",
+    )
+
+
+_NAMED: dict[str, Callable[[], _Named]] = {
+    "fashion-mnist": lambda: _idx("fashion-mnist"),
+    "mnist": lambda: _idx("mnist"),
+    "cifar10": lambda: _cifar("cifar10"),
+    "cifar100": lambda: _cifar("cifar100"),
+    "gtsrb": _gtsrb,
+}
+
+_NOTES = {
+    "imagefolder": "data.path = root/<class>/*.png|jpg|jpeg|ppm (train/ + test/ optional)",
+    "arrays": "data.path = an .npz with x_train, y_train, x_test, y_test [, class_names]",
+    "csv": "data.path = a csv with feature columns + data.label_column [, data.test_path]",
+    "digits": "scikit-learn's bundled 8×8 digits, 1797 samples, 10 classes",
+}
+
+
+def locate(name: str, cfg: Mapping[str, Any] | None = None) -> tuple[Any, list[str]]:
+    """Find a named dataset without reading it: ``(handle or None, places looked in)``."""
+    spec = _NAMED[name]()
+    looked: list[str] = []
+    for label, path in _dl.search_dirs(name, cfg):
+        if path is None:
+            looked.append(label)
+            continue
+        looked.append(f"{label}: {path}")
+        handle = spec.find(path) if path.is_dir() else None
+        if handle:
+            return handle, looked
+    return None, looked
+
+
+def _read_named(name: str, cfg: dict) -> RawData:
+    spec = _NAMED[name]()
+    handle, looked = locate(name, cfg)
+    if handle is None and cfg.get("download"):
+        _dl.fetch(name, cfg)
+        handle = spec.find(_dl.cache_root(cfg) / name)
+        if handle is None:
+            raise ConfigError(f"{name}: downloaded into {_dl.cache_root(cfg) / name}, "
+                              "but the expected files are not there")
+    if handle is None:
+        raise ConfigError(f"dataset {name} not found; looked in: {'; '.join(looked)}. "
+                          f"To get it: {spec.how}")
+    return spec.read(handle, cfg)
+
+
+def _read(cfg: dict) -> RawData:
+    name = cfg["name"]
+    if name in _NAMED:
+        return _read_named(name, cfg)
+    if name == "digits":
+        from classaware.data.tabular import load_digits
+
+        return load_digits(as_images=cfg["as_images"], test_fraction=cfg["test_fraction"])
+    if name == "arrays":
+        from classaware.data.tabular import load_arrays
+
+        return load_arrays(cfg["path"])
+    if name == "csv":
+        from classaware.data.tabular import load_csv
+
+        return load_csv(cfg["path"], test_path=cfg["test_path"],
+                        label_column=cfg["label_column"], test_fraction=cfg["test_fraction"])
+    if name == "imagefolder":
+        from classaware.data.folder import load_imagefolder
+
+        return load_imagefolder(cfg["path"] or cfg["dir"], image_size=cfg["image_size"],
+                                channels=cfg["channels"], test_fraction=cfg["test_fraction"])
+    raise ConfigError(f"unknown dataset {name!r}")  # pragma: no cover - validated before
+
+
+def _class_order(order: list[Any] | None, names: list[str]) -> list[int] | None:
+    if order is None:
+        return None
+    out = []
+    for item in order:
+        if isinstance(item, str):
+            if item not in names:
+                raise ConfigError(f"data.class_order: unknown class {item!r}; classes: "
+                                  + ", ".join(repr(n) for n in names))
+            out.append(names.index(item))
+        else:
+            if item >= len(names):
+                raise ConfigError(f"data.class_order: index {item} out of range for "
+                                  f"{len(names)} classes")
+            out.append(int(item))
+    if sorted(out) != list(range(len(names))):
+        missing = [names[i] for i in range(len(names)) if i not in out]
+        raise ConfigError(f"data.class_order must list each of the {len(names)} classes exactly "
+                          f"once; missing {missing}")
+    return out
+
+
+def _rng(seed: int, step: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), step])
+
+
+def load_data(cfg: Mapping[str, Any] | None = None, *, seed: int = 0) -> DataBundle:
+    """Load the dataset described by the ``[data]`` section ``cfg`` into a :class:`DataBundle`.
+
+    Steps, in order:
+
+    1. read train and test (see :data:`DATA_DEFAULTS` for the keys of each dataset);
+    2. ``max_train`` / ``max_test``: stratified random caps (train: seeded by ``split_seed``
+       or ``seed``; test: fixed seed 0, so it is the same in every run);
+    3. ``val_fraction``: stratified validation split of the training set (same seed);
+    4. ``imbalance``: the LDAM-DRW long-tail subsample of what stays in train, seeded by
+       ``imbalance.seed`` — class at rank ``i`` of ``class_order`` keeps
+       ``int(n_max * ratio ** (-i / (C - 1)))`` (``exp``) or ``n_max`` / ``int(n_max / ratio)``
+       for the first ``C // 2`` / the other classes (``step``), ``n_max`` the largest class.
+
+    The test set is never touched by the imbalance.  Raises :class:`ConfigError` for a bad
+    config or a dataset that cannot be found (naming every place looked in).
+
+    Examples
+    --------
+    >>> b = load_data({"name": "digits", "imbalance": {"profile": "exp", "ratio": 10}})
+    >>> b.train_class_counts[0] > b.train_class_counts[-1]
+    True
+    """
+    cfg = resolve_data_config(cfg)
+    if not (isinstance(seed, int) and not isinstance(seed, bool)):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    raw = _read(cfg)
+    names = list(raw.class_names)
+    num = len(names)
+    x_tr, y_tr, x_te, y_te = raw.x_train, raw.y_train, raw.x_test, raw.y_test
+    split_seed = cfg["split_seed"] if cfg["split_seed"] is not None else seed
+    meta: dict[str, Any] = {"split_seed": split_seed,
+                            "loaded_train": len(y_tr), "loaded_test": len(y_te)}
+
+    if cfg["max_train"] is not None and cfg["max_train"] < len(y_tr):
+        keep = stratified_subsample(y_tr, cfg["max_train"], num, _rng(split_seed, 1))
+        x_tr, y_tr = x_tr[keep], y_tr[keep]
+    if cfg["max_test"] is not None and cfg["max_test"] < len(y_te):
+        keep = stratified_subsample(y_te, cfg["max_test"], num, _rng(0, 2))
+        x_te, y_te = x_te[keep], y_te[keep]
+
+    rest, val = stratified_split(y_tr, cfg["val_fraction"], num, _rng(split_seed, 3))
+    x_val, y_val = x_tr[val], y_tr[val]
+    x_tr, y_tr = x_tr[rest], y_tr[rest]
+
+    imb = cfg["imbalance"]
+    meta["train_counts_before_imbalance"] = class_counts(y_tr, num).tolist()
+    if imb["profile"] != "none":
+        order = _class_order(cfg["class_order"], names)
+        keep = imbalance_subsample(y_tr, num, imb["profile"], imb["ratio"], order,
+                                   _rng(imb["seed"], 4))
+        x_tr, y_tr = x_tr[keep], y_tr[keep]
+        meta["imbalance"] = dict(imb)
+        meta["class_order"] = order if order is not None else list(range(num))
+    elif cfg["class_order"] is not None:
+        _class_order(cfg["class_order"], names)  # still validate the names
+
+    import torch
+
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a))
+
+    xdt = np.uint8 if raw.kind == "image" else np.float32
+    return DataBundle(
+        name=cfg["name"], class_names=names, kind=raw.kind,
+        x_train=t(x_tr.astype(xdt, copy=False)), y_train=t(y_tr.astype(np.int64, copy=False)),
+        x_val=t(x_val.astype(xdt, copy=False)), y_val=t(y_val.astype(np.int64, copy=False)),
+        x_test=t(x_te.astype(xdt, copy=False)), y_test=t(y_te.astype(np.int64, copy=False)),
+        source=raw.source, meta=meta)
+
+
+def available_datasets(cfg: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Which datasets can be loaded here, and from where (for ``classaware datasets``).
+
+    Nothing is read or downloaded: the named datasets are looked for in the usual places
+    (``cfg``'s ``dir`` and ``cache_dir`` included), ``digits`` needs scikit-learn, and
+    ``imagefolder`` / ``arrays`` / ``csv`` count as available when ``cfg`` names that dataset
+    and its ``path`` exists.
+
+    Returns
+    -------
+    list[dict]
+        One ``{"name", "available", "location", "note"}`` per dataset, in a fixed order.
+    """
+    cfg = dict(cfg or {})
+    out = []
+    for name in DATASET_NAMES:
+        if name in _NAMED:
+            spec = _NAMED[name]()
+            handle, _ = locate(name, cfg)
+            if handle is not None:
+                loc = handle["train_images"].parent if isinstance(handle, dict) else handle
+                out.append(dict(name=name, available=True, location=str(loc), note=spec.note))
+            else:
+                out.append(dict(name=name, available=False, location=None,
+                                note=f"{spec.note}; to get it: {spec.how}"))
+        elif name == "digits":
+            ok = importlib.util.find_spec("sklearn") is not None
+            out.append(dict(name=name, available=ok,
+                            location="scikit-learn (bundled)" if ok else None,
+                            note=_NOTES[name] + ("" if ok else "; pip install scikit-learn")))
+        else:
+            path = cfg.get("path") or (cfg.get("dir") if name == "imagefolder" else None)
+            ok = (str(cfg.get("name", "")).lower() == name and path is not None
+                  and Path(path).expanduser().exists())
+            out.append(dict(name=name, available=ok,
+                            location=str(Path(path).expanduser()) if ok else None,
+                            note=_NOTES[name]))
+    return out
