@@ -38,13 +38,17 @@ def _idx(name: str) -> _Named:
     from classaware.data import idx
 
     classes = idx.FASHION_MNIST_CLASSES if name == "fashion-mnist" else idx.MNIST_CLASSES
-    pkg = "dataset-fashion-mnist" if name == "fashion-mnist" else "dataset-mnist"
+    how = ("apt-get install dataset-fashion-mnist (Debian), or set data.download = true"
+           if name == "fashion-mnist" else
+           "set data.download = true, or put the four IDX files (train-images-idx3-ubyte.gz, "
+           "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) "
+           "in data.dir")
     return _Named(
         find=idx.find_idx_dir,
         read=lambda files, cfg: idx.load_idx_dataset(
             files, classes, str(Path(files["train_images"]).parent)),
         note="70000 gray 28×28 images, 10 classes (IDX files, .gz or not)",
-        how=f"apt-get install {pkg} (Debian), or set data.download = true",
+        how=how,
     )
 
 
