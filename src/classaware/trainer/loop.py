@@ -735,10 +735,7 @@ def _after_step_hook(epoch: int, step: int) -> None:
 def _write_config(cfg: dict, path: Path) -> None:
     from classaware.trainer.config import dump_config
 
-    text = dump_config(cfg)
-    from classaware.trainer.checkpoint import atomic_write_bytes
-
-    atomic_write_bytes(path, text.encode())
+    dump_config(cfg, path)  # atomic (tmp + rename); None values are left out
 
 
 def _finish(model: nn.Module, norm: Normalizer, setup: _Setup, cfg: dict, run_dir: Path,
@@ -792,9 +789,6 @@ def _finish(model: nn.Module, norm: Normalizer, setup: _Setup, cfg: dict, run_di
                 print(f"\n{split} (best epoch {best['epoch']}, selected on {best['split']} "
                       f"{final['select_metric']}):")
                 print(format_table(final[split], setup.class_names, important=setup.important))
-                print(f"accuracy {final[split]['accuracy']:.4f}  balanced accuracy "
-                      f"{final[split]['balanced_accuracy']:.4f}  macro-F1 "
-                      f"{final[split]['macro_f1']:.4f}")
                 break
         print(f"run written to {run_dir}", flush=True)
     return final
