@@ -1,0 +1,471 @@
+"""Config resolution (defaults <- file <- overrides), ``--set`` parsing, validation, helpers."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from classaware.errors import ConfigError
+from classaware.trainer.config import (
+    DEFAULTS,
+    class_weight_values,
+    dump_config,
+    load_config,
+    loss_kwargs,
+    loss_params,
+    lr_at,
+    parse_set,
+    resolve_classes,
+    shipped_configs,
+)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+FMNIST = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+          "Bag", "Ankle boot"]
+
+
+def write(tmp_path: Path, text: str, name: str = "run.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def fails(match: str, config=None, overrides=None) -> str:
+    with pytest.raises(ConfigError, match=match) as info:
+        load_config(config, overrides)
+    msg = str(info.value)
+    assert "\n" not in msg  # one line for the CLI
+    return msg
+
+
+# ------------------------------------------------------------------------------ --set parsing
+@pytest.mark.parametrize("item, key, value", [
+    ("optim.lr=0.01", "optim.lr", 0.01),
+    ("optim.lr=1e-3", "optim.lr", 0.001),
+    ("train.epochs=7", "train.epochs", 7),
+    ("optim.nesterov=true", "optim.nesterov", True),
+    ("loss.name=camri", "loss.name", "camri"),            # not TOML -> plain string
+    ("loss.name='camri'", "loss.name", "camri"),          # quoted TOML string
+    ("loss.important_classes=['Shirt', 3]", "loss.important_classes", ["Shirt", 3]),
+    ("optim.milestones=[160, 180]", "optim.milestones", [160, 180]),
+    ("data.imbalance={profile='exp', ratio=50}", "data.imbalance", {"profile": "exp", "ratio": 50}),
+    ("data.dir=/tmp/a=b", "data.dir", "/tmp/a=b"),        # split at the first '='
+    (" optim.lr = 0.5 ", "optim.lr", 0.5),
+    ("data.dir=", "data.dir", ""),
+    ("loss.name=Shirt Pants", "loss.name", "Shirt Pants"),
+    ("optim.lr=.01", "optim.lr", 0.01),                    # numbers TOML itself rejects
+    ("optim.lr=5.", "optim.lr", 5.0),
+    ("data.dir=1.2.3", "data.dir", "1.2.3"),
+])
+def test_parse_set(item, key, value):
+    assert parse_set(item) == (key, value)
+
+
+@pytest.mark.parametrize("item", ["optim.lr", "=0.1", "optim..lr=1", ".lr=1"])
+def test_parse_set_rejects_malformed(item):
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_set(item)
+
+
+# ------------------------------------------------------------------------------ merging
+def test_defaults_resolve_to_quick_fashion_mnist_run():
+    cfg = load_config()
+    assert cfg["data"]["name"] == "fashion-mnist"
+    assert cfg["loss"]["name"] == "ce" and cfg["model"]["head"] == "linear"
+    assert cfg["optim"] == DEFAULTS["optim"]
+    assert cfg["train"] == DEFAULTS["train"] and cfg["eval"] == DEFAULTS["eval"]
+    assert list(cfg) == ["seed", "data", "model", "loss", "optim", "train", "eval"]
+
+
+def test_merge_order_defaults_file_overrides(tmp_path):
+    path = write(tmp_path, """
+seed = 3
+[optim]
+lr = 0.2
+momentum = 0.5
+[data.imbalance]
+profile = "exp"
+""")
+    cfg = load_config(path, ["optim.lr=0.3", "optim.lr=0.4", "data.imbalance.ratio=10"])
+    assert cfg["seed"] == 3
+    assert cfg["optim"]["lr"] == 0.4                       # the last override wins
+    assert cfg["optim"]["momentum"] == 0.5                 # the file beats the default
+    assert cfg["optim"]["weight_decay"] == DEFAULTS["optim"]["weight_decay"]
+    # tables merge key by key at every depth
+    assert cfg["data"]["imbalance"] == {"profile": "exp", "ratio": 10, "seed": 0}
+
+
+def test_python_overrides_dotted_and_section_dicts():
+    cfg = load_config({"optim": {"lr": 0.2}},
+                      {"optim": {"name": "adam"}, "train.epochs": 2, "loss": {"name": "focal",
+                                                                             "gamma": 1}})
+    assert cfg["optim"]["lr"] == 0.2 and cfg["optim"]["name"] == "adam"
+    assert cfg["train"]["epochs"] == 2
+    assert cfg["loss"]["gamma"] == 1.0 and isinstance(cfg["loss"]["gamma"], float)
+
+
+def test_int_is_accepted_where_float_expected():
+    cfg = load_config(None, ["optim.lr=1", "train.drw_beta=0"])
+    assert cfg["optim"]["lr"] == 1.0 and isinstance(cfg["optim"]["lr"], float)
+    assert isinstance(cfg["train"]["drw_beta"], float)
+
+
+def test_changing_loss_name_drops_previous_loss_parameters():
+    cfg = load_config("fmnist-camri", ["loss.name=ce", "model.head=linear"])
+    assert cfg["loss"]["name"] == "ce"
+    assert "margin" not in cfg["loss"] and "scale" not in cfg["loss"]
+    assert cfg["loss"]["important_classes"] == ["Shirt"]    # harness keys stay
+
+
+def test_nullable_key_can_be_cleared_from_the_command_line():
+    cfg = load_config("fmnist-lt-ldam-drw", ["train.drw_epoch=none"])
+    assert cfg["train"]["drw_epoch"] is None
+    cfg = load_config("fmnist-lt-ldam-drw", {"train.drw_epoch": None})
+    assert cfg["train"]["drw_epoch"] is None
+    # "none" stays a string where the default is not absent
+    assert load_config(None, ["loss.class_weight=none"])["loss"]["class_weight"] == "none"
+
+
+def test_input_dict_is_not_modified():
+    given = {"optim": {"lr": 1}, "loss": {"name": "CE"}}
+    load_config(given, {"optim.lr": 2})
+    assert given == {"optim": {"lr": 1}, "loss": {"name": "CE"}}
+
+
+def test_names_are_case_insensitive_and_normalised():
+    cfg = load_config(None, ["loss.name=Focal", "optim.name=AdamW", "optim.schedule=STEP"])
+    assert (cfg["loss"]["name"], cfg["optim"]["name"], cfg["optim"]["schedule"]) == (
+        "focal", "adamw", "step")
+
+
+# ------------------------------------------------------------------------------ sources
+def test_missing_file_lists_shipped_configs():
+    msg = fails("no such file", "does-not-exist.toml")
+    assert "fmnist-camri" in msg
+
+
+def test_misspelt_shipped_name_gets_a_suggestion():
+    fails("did you mean 'fmnist-camri'", "fmnist-camry")
+
+
+def test_bad_toml_reports_line_and_column(tmp_path):
+    path = write(tmp_path, "[optim]\nlr = 0.1\nname = sgd\n")
+    msg = fails("invalid TOML", path)
+    assert "line 3" in msg and "column" in msg and str(path) in msg
+
+
+def test_config_must_be_path_name_or_dict():
+    fails("expected a TOML file path", 42)
+
+
+def test_directory_is_not_a_config(tmp_path):
+    fails("is a directory", tmp_path)
+
+
+# ------------------------------------------------------------------------------ errors
+@pytest.mark.parametrize("overrides, match", [
+    (["lr=0.1"], r"^lr: unknown section or key; did you mean 'optim.lr'\?"),
+    (["optim.learning_rate=0.1"], r"^optim.learning_rate: unknown key; did you mean 'optim.lr'"),
+    (["optim.momentun=0.1"], r"did you mean 'optim.momentum'\?"),
+    (["train.lr=0.1"], r"^train.lr: unknown key; did you mean 'optim.lr'\?"),
+    (["trian.epochs=1"], r"^trian: unknown section or key; did you mean 'train'\?"),
+    (["data.nmae=mnist"], r"data.nmae.*did you mean 'data.name'"),
+    (["data.imbalance.ration=3"], r"data.imbalance.ration: unknown key; did you mean "
+                                  r"'data.imbalance.ratio'"),
+    (["model.heads=cosine"], r"model.heads.*did you mean 'model.head'"),
+    (["loss=camri"], r"^loss: expected a table"),
+])
+def test_unknown_keys_fail_naming_the_key(overrides, match):
+    fails(match, None, overrides)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (["optim.lr=fast"], r"^optim.lr: expected a number > 0, got 'fast' \(str\)"),
+    (["optim.lr=true"], r"^optim.lr: expected a number"),          # a bool is not a number
+    (["train.epochs=2.5"], r"^train.epochs: expected an integer >= 1"),
+    (["train.batch_size='64'"], r"^train.batch_size: expected an integer"),
+    (["optim.nesterov=1"], r"^optim.nesterov: expected true or false"),
+    (["train.augment=maybe"], r'^train.augment: expected true, false or "auto"'),
+    (["optim.betas=[0.9]"], r"^optim.betas: expected two numbers"),
+    (["optim.milestones=7"], r"^optim.milestones: expected a list"),
+    (["eval.test=yes"], r"^eval.test: expected true or false"),
+    (["seed=-1"], r"^seed: expected an integer >= 0"),
+    (["seed=1.5"], r"^seed: expected an integer"),
+    (["loss.important_classes=[1.5]"], r"^loss.important_classes: expected a list of class"),
+    (["loss.name=focal", "loss.gamma=high"], r"^loss.gamma: expected a number"),
+    (["loss.name=arcface", "model.head=cosine", "loss.easy_margin=1"],
+     r"^loss.easy_margin: expected true or false"),
+])
+def test_wrong_types_fail_naming_the_key(overrides, match):
+    fails(match, None, overrides)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (["optim.lr=0"], r"^optim.lr: expected a number > 0, got 0"),
+    (["optim.lr=-0.1"], r"^optim.lr: expected a number > 0"),
+    (["train.epochs=0"], r"^train.epochs: expected an integer >= 1, got 0"),
+    (["optim.name=rmsprop"], r"^optim.name: expected an optimizer among 'sgd', 'adam', 'adamw'"),
+    (["optim.schedule=poly"], r"^optim.schedule: expected a schedule among 'constant'"),
+    (["optim.schedule=step", "optim.milestones=[10, 5]"], r"^optim.milestones: expected strictly"),
+    (["optim.milestones=[5, 5]"], r"^optim.milestones: expected strictly increasing"),
+    (["optim.milestones=[0]"], r"^optim.milestones: expected a list of epoch indices"),
+    (["optim.momentum=1.0"], r"^optim.momentum: expected a number in \[0, 1\)"),
+    (["optim.nesterov=true", "optim.momentum=0"], r"^optim.nesterov: .*momentum > 0"),
+    (["optim.factor=0"], r"^optim.factor: expected a number in \(0, 1\]"),
+    (["optim.warmup_epochs=9", "train.epochs=5"], r"^optim.warmup_epochs: expected an integer in"),
+    (["optim.min_lr=0.5", "optim.lr=0.1"], r"^optim.min_lr"),
+    (["optim.weight_decay=-1"], r"^optim.weight_decay: expected a number >= 0"),
+    (["train.drw_epoch=5", "train.epochs=5"], r"^train.drw_epoch: .*below train.epochs = 5"),
+    (["train.drw_epoch=-1"], r"^train.drw_epoch: expected an integer >= 0"),
+    (["train.drw_beta=1"], r"^train.drw_beta: expected a number in \[0, 1\)"),
+    (["train.device=tpu"], r'^train.device: expected "auto", "cpu", "cuda"'),
+    (["train.amp=fp16"], r"^train.amp: expected one of 'auto', 'bf16', 'none'"),
+    (["train.crop_padding=-1"], r"^train.crop_padding"),
+    (["train.log_interval=0"], r"^train.log_interval"),
+    (["train.checkpoint_every=0"], r"^train.checkpoint_every"),
+    (["eval.select_metric=loss"], r"^eval.select_metric: expected a metric among 'accuracy'"),
+    (["eval.shot_thresholds=[20, 100]"], r"^eval.shot_thresholds: .*many >= few"),
+    (["eval.select_metric=important_recall_mean"],
+     r"^eval.select_metric: \"important_recall_mean\" needs loss.important_classes"),
+])
+def test_bad_values_fail_naming_the_key(overrides, match):
+    fails(match, None, overrides)
+
+
+def test_unknown_loss_lists_the_available_losses():
+    from classaware.losses import available
+
+    msg = fails(r"^loss.name: expected one of", None, ["loss.name=camry"])
+    assert all(name in msg for name in available())
+    assert "did you mean 'camri'" in msg
+
+
+@pytest.mark.parametrize("loss", ["camri", "arcface", "cosface", "ldam", "elm"])
+def test_margin_loss_needs_the_cosine_head(loss):
+    msg = fails(r"^model.head: ", None, [f"loss.name={loss}", "loss.important_classes=[0]"])
+    assert 'set model.head = "cosine"' in msg
+
+
+def test_loss_parameter_not_taken_lists_what_it_takes():
+    msg = fails(r"^loss.margin: loss 'focal' does not take 'margin'; it takes: gamma",
+                None, ["loss.name=focal", "loss.margin=0.1"])
+    assert "weight" not in msg.split("it takes:")[1]   # trainer-filled, not user-settable
+    msg = fails(r"^loss.gama: ", None, ["loss.name=focal", "loss.gama=1"])
+    assert "did you mean 'loss.gamma'" in msg
+    fails(r"^loss.margin: loss 'ce' does not take 'margin'; it takes: no parameters",
+          None, ["loss.margin=0.1"])
+    fails(r"^loss.reduction: .*the trainer sets it", None, ["loss.reduction=sum"])
+    fails(r"^loss.weight: .*loss.class_weight", None, ["loss.weight=[1.0, 2.0]"])
+    fails(r"^loss.tau: loss 'balanced_softmax' does not take 'tau'", None,
+          ["loss.name=balanced_softmax", "loss.tau=0.5"])
+
+
+def test_loss_parameters_match_the_loss_signature():
+    assert set(loss_params("camri")) == {"margin", "scale"}
+    assert set(loss_params("arcface")) == {"margin", "scale", "easy_margin"}
+    assert set(loss_params("elm")) == {"max_margin", "lam", "scale"}
+    assert set(loss_params("simloss")) == {"similarity"}
+    assert set(loss_params("balanced_softmax")) == set()
+    assert set(loss_params("logit_adjusted")) == {"tau"}
+
+
+def test_loss_value_errors_surface_before_training():
+    fails(r"^loss: .*scale", None, ["loss.name=cosface", "model.head=cosine", "loss.scale=0"])
+    fails(r"^loss: .*margin", None, ["loss.name=camri", "model.head=cosine",
+                                      "loss.important_classes=['Shirt']", "loss.margin=-0.1"])
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (["loss.class_weight=balanced"], r"^loss.class_weight: expected a list of per-class numbers "
+                                     r"or one of 'none', 'inverse_frequency'"),
+    (["loss.class_weight=[1, -1]"], r"^loss.class_weight: expected a list of non-negative"),
+    (["loss.class_weight=[0, 0]"], r"^loss.class_weight: .*not all zero"),
+    (["loss.class_weight=important"], r'^loss.class_weight: "important" needs'),
+    (["loss.important_weight=0"], r"^loss.important_weight: expected a number > 0"),
+    (["loss.beta=1"], r"^loss.beta: expected a number in \[0, 1\)"),
+    (["loss.important_classes=['Shirt', 'Shirt']"], r"^loss.important_classes: .*twice"),
+    (["loss.name=camri", "model.head=cosine"], r"^loss.important_classes: CAMRI needs"),
+    (["loss.name=simloss"], r"^loss.similarity: required for simloss"),
+    (["loss.name=simloss", "loss.similarity={kind='ordinal', reduction_factor=0.5}",
+      "loss.class_weight=inverse_frequency"], r"^loss.class_weight: loss 'simloss' takes no"),
+    (["loss.name=simloss", "loss.similarity={kind='ordinal', reduction_factor=0.5}",
+      "train.drw_epoch=1"], r"^train.drw_epoch: DRW re-weights the loss, but loss 'simloss'"),
+    (["loss.name=simloss", "loss.similarity={kind='tree'}"], r"^loss.similarity.kind"),
+    (["loss.name=simloss", "loss.similarity={kind='ordinal', reduction_factor=1}"],
+     r"^loss.similarity.reduction_factor: expected a number in \[0, 1\)"),
+    (["loss.name=simloss", "loss.similarity={kind='ordinal', within=0.5, reduction_factor=0.5}"],
+     r"^loss.similarity.within: unknown key"),
+    (["loss.name=simloss", "loss.similarity={kind='groups', groups=[['Shirt']]}"],
+     r"^loss.similarity.groups: expected a list of groups"),
+    (["loss.name=simloss", "loss.similarity={kind='matrix', matrix=[[1, 2], [0, 1]]}"],
+     r"^loss.similarity.matrix"),
+])
+def test_loss_section_errors(overrides, match):
+    fails(match, None, overrides)
+
+
+def test_data_and_model_errors_are_config_errors_naming_the_key():
+    fails(r"data.val_fraction", None, ["data.val_fraction=1.5"])
+    fails(r"data.name", None, ["data.name=imagenet"])
+    fails(r"model.name", None, ["model.name=vgg"])
+    fails(r"data.imbalance.profile", None, ["data.imbalance.profile=linear"])
+
+
+# ------------------------------------------------------------------------------ shipped configs
+def test_shipped_configs_are_the_documented_set():
+    assert set(shipped_configs()) >= {"camri-cifar10", "ldam-drw-cifar10-lt",
+                                      "elm-drw-cifar10-lt", "fmnist-ce", "fmnist-camri",
+                                      "fmnist-lt-ldam-drw"}
+
+
+@pytest.mark.parametrize("name", shipped_configs())
+def test_every_shipped_config_loads_validates_and_round_trips(name, tmp_path):
+    cfg = load_config(name)
+    assert load_config(f"{name}.toml") == cfg
+    path = dump_config(cfg, tmp_path / "config.toml")
+    assert load_config(path) == cfg
+    # the shipped file uses only known keys of its own (no silent defaults override a typo)
+    assert tomllib.loads(path.read_text())["loss"]["name"] == cfg["loss"]["name"]
+
+
+def test_camri_cifar10_is_the_release_recipe():
+    cfg = load_config("camri-cifar10")
+    assert cfg["model"]["name"] == "camri_cnn" and cfg["model"]["head"] == "cosine"
+    assert cfg["loss"]["important_classes"] == ["cat"]
+    assert cfg["loss"]["margin"] == pytest.approx(math.pi / 16, abs=1e-15)
+    assert cfg["loss"]["scale"] == 16.0
+    assert (cfg["optim"]["name"], cfg["optim"]["lr"]) == ("adam", 1e-3)
+    assert (cfg["train"]["batch_size"], cfg["train"]["epochs"]) == (64, 300)
+
+
+@pytest.mark.parametrize("name, loss", [("ldam-drw-cifar10-lt", "ldam"),
+                                        ("elm-drw-cifar10-lt", "elm")])
+def test_drw_cifar10_lt_recipes(name, loss):
+    cfg = load_config(name)
+    assert cfg["loss"]["name"] == loss and cfg["model"] == {**cfg["model"], "name": "resnet32",
+                                                             "head": "cosine"}
+    assert cfg["data"]["imbalance"] == {"profile": "exp", "ratio": 100, "seed": 0}
+    o, t = cfg["optim"], cfg["train"]
+    assert (o["name"], o["lr"], o["momentum"], o["weight_decay"]) == ("sgd", 0.1, 0.9, 2e-4)
+    assert (t["batch_size"], t["epochs"], t["drw_epoch"], t["drw_beta"]) == (128, 200, 160, 0.9999)
+    # lr: linear warm-up over 5 epochs, x0.01 from epoch 160 and x0.0001 from 180 (0-based)
+    expected = [0.1 * (i + 1) / 5 if i < 5 else 0.1 * (0.01 if 160 <= i < 180 else
+                                                       1e-4 if i >= 180 else 1.0)
+                for i in range(200)]
+    assert [lr_at(cfg, i) for i in range(200)] == pytest.approx(expected, rel=1e-12)
+
+
+def test_fmnist_lt_config_is_exp_100():
+    cfg = load_config("fmnist-lt-ldam-drw")
+    assert cfg["data"]["name"] == "fashion-mnist"
+    assert cfg["data"]["imbalance"]["profile"] == "exp" and cfg["data"]["imbalance"]["ratio"] == 100
+    assert cfg["train"]["drw_epoch"] < cfg["train"]["epochs"]
+
+
+# ------------------------------------------------------------------------------ dump / load
+def test_dump_drops_none_and_round_trips(tmp_path):
+    cfg = load_config(None, {"loss": {"name": "focal", "gamma": 0.5,
+                                      "important_classes": ["Shirt", 2]},
+                             "data.imbalance.profile": "step"})
+    assert cfg["train"]["drw_epoch"] is None and cfg["data"]["dir"] is None
+    path = dump_config(cfg, tmp_path / "config.toml")
+    raw = tomllib.loads(path.read_text())
+    assert "drw_epoch" not in raw["train"] and "dir" not in raw["data"]
+    assert raw["seed"] == 0 and raw["loss"]["important_classes"] == ["Shirt", 2]
+    assert load_config(path) == cfg
+    assert not (tmp_path / "config.toml.tmp").exists()
+
+
+# ------------------------------------------------------------------------------ helpers
+def test_resolve_classes_names_indices_and_errors():
+    cfg = load_config(None, ["loss.important_classes=['Shirt', 0, 'coat']"])
+    assert resolve_classes(cfg, FMNIST) == [6, 0, 4]          # names, indices, case-insensitive
+    assert resolve_classes(load_config(), FMNIST) == []
+    with pytest.raises(ConfigError, match=r"unknown class 'Shrt'; did you mean 'Shirt'\?; "
+                                          r"the classes are: 'T-shirt/top'"):
+        resolve_classes({"loss": {"important_classes": ["Shrt"]}}, FMNIST)
+    with pytest.raises(ConfigError, match=r"class index 10 out of range: .*10 classes"):
+        resolve_classes({"loss": {"important_classes": [10]}}, FMNIST)
+    with pytest.raises(ConfigError, match=r"'Shirt' is listed twice"):
+        resolve_classes({"loss": {"important_classes": ["Shirt", 6]}}, FMNIST)
+    with pytest.raises(ConfigError, match=r"unknown class 'CAT'"):  # ambiguous without case
+        resolve_classes({"loss": {"important_classes": ["CAT"]}}, ["Cat", "cat"])
+    assert resolve_classes({"loss": {"important_classes": "cat"}}, ["dog", "cat"]) == [1]
+
+
+def test_class_weight_values_follow_their_formulas():
+    counts = [100, 10, 1]
+    names = ["a", "b", "c"]
+    assert class_weight_values(load_config(), names, counts) is None
+    inv = class_weight_values(load_config(None, ["loss.class_weight=inverse_frequency"]),
+                              names, counts)
+    ref = [1 / n for n in counts]
+    assert inv == pytest.approx([3 * r / sum(ref) for r in ref])
+    beta = 0.99
+    cb = class_weight_values(load_config(None, ["loss.class_weight=class_balanced",
+                                                f"loss.beta={beta}"]), names, counts)
+    ref = [(1 - beta) / (1 - beta ** n) for n in counts]
+    assert cb == pytest.approx([3 * r / sum(ref) for r in ref])
+    imp = class_weight_values(load_config(None, ["loss.class_weight=important",
+                                                 "loss.important_classes=['c']",
+                                                 "loss.important_weight=5"]), names, counts)
+    assert imp == [1.0, 1.0, 5.0]
+    given = load_config(None, ["loss.class_weight=[1, 2]"])
+    with pytest.raises(ConfigError, match=r"loss.class_weight: expected 3 weights"):
+        class_weight_values(given, names, counts)
+    assert class_weight_values(given, names[:2], counts[:2]) == [1.0, 2.0]
+
+
+def test_loss_kwargs_build_the_loss():
+    import torch
+
+    from classaware.losses import create
+
+    cfg = load_config("fmnist-camri")
+    kw = loss_kwargs(cfg, FMNIST, [6000] * 10)
+    assert kw == {"important_classes": [6], "margin": cfg["loss"]["margin"], "scale": 16.0}
+    create("camri", **kw)
+    kw = loss_kwargs(load_config("fmnist-lt-ldam-drw"), FMNIST, list(range(10, 0, -1)))
+    assert kw == {"class_counts": list(range(10, 0, -1)), "max_margin": 0.5, "scale": 30.0}
+    cfg = load_config(None, ["loss.name=simloss", "loss.similarity={kind='groups', "
+                             "groups=[['Shirt', 'T-shirt/top', 4]], within=0.25}"])
+    kw = loss_kwargs(cfg, FMNIST, [1] * 10)
+    expected = torch.eye(10)
+    for i in (6, 0, 4):
+        for j in (6, 0, 4):
+            if i != j:
+                expected[i, j] = 0.25
+    assert torch.allclose(kw["similarity"].float(), expected)
+    cfg = load_config(None, ["loss.name=simloss",
+                             "loss.similarity={kind='ordinal', reduction_factor=0.5}"])
+    s = loss_kwargs(cfg, ["a", "b", "c"], [1, 1, 1])["similarity"].float()
+    assert torch.allclose(s, torch.tensor([[1, .5, .25], [.5, 1, .5], [.25, .5, 1]]))
+    cfg = load_config(None, ["loss.name=simloss",
+                             "loss.similarity={kind='matrix', matrix=[[1, 0.5], [0.5, 1]]}"])
+    with pytest.raises(ConfigError, match=r"expected 3×3"):
+        loss_kwargs(cfg, ["a", "b", "c"], [1, 1, 1])
+
+
+def test_lr_at_constant_and_cosine():
+    cfg = load_config(None, ["optim.schedule=constant", "optim.warmup_epochs=2", "optim.lr=0.4"])
+    assert [lr_at(cfg, i) for i in range(4)] == pytest.approx([0.2, 0.4, 0.4, 0.4])
+    cfg = load_config(None, ["optim.schedule=cosine", "optim.lr=1", "optim.min_lr=0.1",
+                             "train.epochs=5", "optim.warmup_epochs=1"])
+    ref = [1.0] + [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (i - 1) / 4)) for i in range(1, 5)]
+    assert [lr_at(cfg, i) for i in range(5)] == pytest.approx(ref)
+
+
+def test_lr_at_agrees_with_the_trainer_schedule():
+    optim = pytest.importorskip("classaware.trainer.optim")
+    for name in ("ldam-drw-cifar10-lt", "fmnist-ce", "fmnist-lt-ldam-drw"):
+        cfg = load_config(name)
+        sched = optim.LRSchedule(cfg["optim"], epochs=cfg["train"]["epochs"])
+        assert [sched.lr_at(i) for i in range(cfg["train"]["epochs"])] == pytest.approx(
+            [lr_at(cfg, i) for i in range(cfg["train"]["epochs"])], rel=1e-12)
