@@ -174,3 +174,165 @@ def test_atomic_json(tmp_path):
     ckpt.atomic_write_json(tmp_path / "f.json", {"a": [1, 2]})
     assert json.loads((tmp_path / "f.json").read_text()) == {"a": [1, 2]}
     assert sorted(p.name for p in Path(tmp_path).iterdir()) == ["f.json"]
+
+
+# ------------------------------------------------------------------------------------------------
+# real tiny runs (scikit-learn digits, MLP; ~1 s each)
+
+FINAL_KEYS = {"class_names", "train_class_counts", "important_classes", "important_class_names",
+              "best_epoch", "head_type", "loss", "val", "test"}
+SPLIT_KEYS = {"accuracy", "balanced_accuracy", "macro_f1", "per_class_recall",
+              "per_class_precision", "confusion_matrix"}
+
+
+def _digits_cfg(**sections):
+    from classaware.trainer.config import load_config
+
+    base = {"seed": 1,
+            "data": {"name": "digits", "val_fraction": 0.2},
+            "model": {"name": "mlp", "hidden": [32]},
+            "optim": {"name": "sgd", "lr": 0.1, "schedule": "constant"},
+            "train": {"epochs": 2, "batch_size": 64, "progress": False}}
+    for k, v in sections.items():
+        base.setdefault(k, {}).update(v) if isinstance(v, dict) else base.__setitem__(k, v)
+    return load_config(base)
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    from classaware.trainer.loop import run_training
+
+    run_dir = tmp_path_factory.mktemp("digits") / "run"
+    cfg = _digits_cfg(loss={"important_classes": [3, 8]})
+    result = run_training(cfg, run_dir, quiet=True)
+    return result
+
+
+def test_run_writes_every_output(digits_run):
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+    from sklearn.metrics import confusion_matrix as sk_cm
+
+    from classaware.data import load_data
+    from classaware.trainer.config import load_config
+
+    run_dir = digits_run.run_dir
+    for name in ("config.toml", "metrics.jsonl", "final.json", "outputs.npz",
+                 "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (run_dir / name).is_file(), name
+    assert load_config(run_dir / "config.toml") == digits_run.config
+
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    for r in lines:
+        assert {"epoch", "lr", "train_loss", "train_accuracy", "val", "seconds"} <= r.keys()
+        assert SPLIT_KEYS <= r["val"].keys() and r["lr"] == pytest.approx(0.1)
+
+    final = json.loads((run_dir / "final.json").read_text())
+    assert final == digits_run.final
+    assert FINAL_KEYS <= final.keys()
+    assert final["important_classes"] == [3, 8] and final["important_class_names"] == ["3", "8"]
+    assert final["train_class_counts"] == load_data(digits_run.config["data"], seed=1).train_class_counts
+    for split in ("val", "test"):
+        assert SPLIT_KEYS <= final[split].keys()
+    assert final["val"]["accuracy"] == pytest.approx(lines[final["best_epoch"] - 1]["val"]["accuracy"])
+
+    # predictions are the argmax of the saved raw outputs (no margin, no prior), and the
+    # metrics are scikit-learn's on those predictions
+    z = np.load(run_dir / "outputs.npz")
+    data = load_data(digits_run.config["data"], seed=1)
+    assert np.array_equal(z["test_targets"], data.y_test.numpy())
+    assert np.array_equal(z["val_targets"], data.y_val.numpy())
+    pred = z["test_outputs"].argmax(1)
+    y = z["test_targets"]
+    assert final["test"]["confusion_matrix"] == sk_cm(y, pred, labels=range(10)).tolist()
+    assert final["test"]["accuracy"] == pytest.approx(float((pred == y).mean()))
+    assert final["test"]["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
+    assert final["test"]["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"))
+    assert final["test"]["accuracy"] > 0.8  # it really learned
+
+
+def test_evaluate_run_reproduces_final(digits_run):
+    from classaware.trainer.loop import evaluate_run
+
+    res = evaluate_run(digits_run.run_dir)
+    assert res["split"] == "test" and res["num_samples"] == sum(res["per_class_support"])
+    assert res["confusion_matrix"] == digits_run.final["test"]["confusion_matrix"]
+    val = evaluate_run(digits_run.run_dir, split="val")
+    assert val["confusion_matrix"] == digits_run.final["val"]["confusion_matrix"]
+    with pytest.raises(ValueError, match="split"):
+        evaluate_run(digits_run.run_dir, split="dev")
+
+
+def test_drw_switches_weights_at_the_right_epoch(tmp_path, monkeypatch):
+    import classaware.losses as losses
+    from classaware.trainer import loop
+
+    seen, epochs = [], []
+    real_create = losses.create
+
+    def recording_create(name, **kw):
+        fn = real_create(name, **kw)
+        fn.register_forward_pre_hook(
+            lambda m, inp: seen.append(None if m.weight is None else m.weight.clone()))
+        return fn
+
+    monkeypatch.setattr(losses, "create", recording_create)
+    monkeypatch.setattr(loop, "_after_step_hook", lambda e, s: epochs.append(e))
+    cfg = _digits_cfg(data={"imbalance": {"profile": "exp", "ratio": 10}},
+                      train={"epochs": 3, "drw_epoch": 1, "drw_beta": 0.99})
+    result = loop.run_training(cfg, tmp_path / "run", quiet=True)
+    counts = np.array(result.final["train_class_counts"], dtype=np.float64)
+    ref = (1 - 0.99) / (1 - 0.99 ** counts)
+    ref = ref / ref.sum() * len(counts)
+    assert len(seen) == len(epochs) > 0
+    for w, e in zip(seen, epochs):
+        if e < 1:
+            assert w is None
+        else:
+            assert w is not None and np.allclose(w.numpy(), ref, rtol=1e-5)
+    lines = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["drw"] for r in lines] == [False, True, True]
+
+
+def test_margin_loss_trains_with_cosine_head(tmp_path):
+    from classaware.trainer.loop import run_training
+
+    cfg = _digits_cfg(model={"head": "cosine"},
+                      loss={"name": "camri", "important_classes": ["8"], "scale": 16.0},
+                      optim={"lr": 0.2}, train={"epochs": 3})
+    result = run_training(cfg, tmp_path / "run", quiet=True)
+    final = result.final
+    assert final["head_type"] == "cosine" and final["loss"] == "camri"
+    assert final["test"]["accuracy"] > 0.6
+    assert set(final["angles"]) == {"val", "test"}
+    assert len(final["angles"]["test"]["mean_deg"]) == 10
+    z = np.load(result.run_dir / "outputs.npz")
+    assert np.abs(z["test_outputs"]).max() <= 1.0 + 1e-4  # raw cosines, no scale, no margin
+    pred = z["test_outputs"].argmax(1)
+    assert final["test"]["accuracy"] == pytest.approx(float((pred == z["test_targets"]).mean()))
+
+
+def test_without_validation_selects_on_training_metrics(tmp_path):
+    from classaware.trainer.loop import run_training
+
+    cfg = _digits_cfg(data={"val_fraction": 0.0}, eval={"select_metric": "balanced_accuracy"})
+    result = run_training(cfg, tmp_path / "run", quiet=True)
+    assert result.final["val"] is None and result.final["selected_on"] == "train"
+    lines = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["val"] is None and r["select"]["split"] == "train" for r in lines)
+    z = np.load(result.run_dir / "outputs.npz")
+    assert z["val_outputs"].shape == (0, 10) and z["test_outputs"].shape[0] > 0
+
+
+def test_ctrl_c_prints_how_to_resume(tmp_path, monkeypatch, capsys):
+    import signal
+
+    from classaware.trainer import loop
+
+    monkeypatch.setattr(loop, "_after_step_hook", lambda e, s: signal.raise_signal(signal.SIGINT)
+                        if (e, s) == (0, 2) else None)
+    result = loop.run_training(_digits_cfg(), tmp_path / "run", quiet=True)
+    assert result.interrupted
+    err = capsys.readouterr().err
+    assert "--resume" in err and str(tmp_path / "run") in err
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
