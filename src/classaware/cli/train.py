@@ -92,10 +92,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
     cfg = load_config(_train_config_source(args), args.overrides)
-    result = train(cfg, out=args.out, resume=args.resume, quiet=args.quiet)
-    if not args.quiet:
-        _print_final(result.final, result.config)
-        print(f"run directory: {result.run_dir}")
+    train(cfg, out=args.out, resume=args.resume, quiet=args.quiet)  # prints the final table
     return 0
 
 
@@ -117,20 +114,6 @@ def _as_layer_dict(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         out.pop(k, None)
         out[k] = v
     return out
-
-
-def _print_final(final: dict[str, Any], cfg: dict[str, Any]) -> None:
-    from classaware.metrics import format_table
-
-    names = final.get("class_names") or []
-    important = final.get("important_classes") or []
-    for split in ("val", "test"):
-        metrics = final.get(split)
-        if not metrics or "per_class_recall" not in metrics:
-            continue
-        title = "validation" if split == "val" else "test"
-        print(f"\n{cfg['loss']['name']} - {title} (best epoch {final.get('best_epoch', '?')})")
-        print(format_table(metrics, names, important))
 
 
 # --------------------------------------------------------------------------------------------
