@@ -66,6 +66,13 @@ def test_idx_found_under_name_subfolder_and_mnist_names(tmp_path):
     make_idx_dir(tmp_path / "root" / "mnist" / "raw", gz=True)
     b = load_data({"name": "mnist", "dir": str(tmp_path / "root"), "val_fraction": 0})
     assert b.class_names == [str(i) for i in range(10)] and len(b.y_train) == 40
+    make_idx_dir(tmp_path / "root", gz=True, n_train=30)             # files in data.dir itself
+    assert len(load_data({"name": "mnist", "dir": str(tmp_path / "root")}).y_test) == 20
+    b = load_data({"name": "fashion-mnist", "dir": str(tmp_path / "root"), "val_fraction": 0})
+    assert len(b.y_train) == 30 and b.source == str(tmp_path / "root")
+    # data.dir/<name> wins over files lying in data.dir itself
+    b = load_data({"name": "mnist", "dir": str(tmp_path / "root"), "val_fraction": 0})
+    assert len(b.y_train) == 40 and b.source == str(tmp_path / "root" / "mnist" / "raw")
 
 
 def test_idx_bad_files(tmp_path):
@@ -166,6 +173,25 @@ def test_download_bad_checksum_via_load_data(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="checksum mismatch"):
         load_data({"name": "fashion-mnist", "cache_dir": str(cache), "download": True})
     assert list((cache / "fashion-mnist").iterdir()) == []
+
+
+def test_download_tries_the_next_mirror(tmp_path, monkeypatch):
+    fixture = tmp_path / "fixture"
+    make_idx_dir(fixture, gz=False)
+    files = {p.name: p.read_bytes() for p in sorted(fixture.iterdir())}
+    _serve(tmp_path, monkeypatch, "mnist", files, [_md5(v) for v in files.values()])
+    good = download.RESOURCES["mnist"]
+    dead = (tmp_path / "no-such-mirror").as_uri() + "/"
+    monkeypatch.setitem(download.RESOURCES, "mnist",
+                        download.Resource((dead, *good.mirrors), good.files))
+    out = download.fetch("mnist", {"cache_dir": str(tmp_path / "c")}, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == sorted(files)
+    monkeypatch.setitem(download.RESOURCES, "mnist", download.Resource((dead,), good.files))
+    with pytest.raises(ConfigError, match="could not download mnist") as info:
+        download.fetch("mnist", {"cache_dir": str(tmp_path / "c2")}, progress=False)
+    assert dead in str(info.value)
+    with pytest.raises(ConfigError, match="not supported for 'digits'"):
+        download.fetch("digits")
 
 
 def test_download_cifar_archive_is_unpacked(tmp_path, monkeypatch):

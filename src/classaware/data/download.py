@@ -75,7 +75,7 @@ def cache_root(cfg: Mapping[str, Any] | None = None) -> Path:
 def search_dirs(name: str, cfg: Mapping[str, Any] | None = None) -> list[tuple[str, Path | None]]:
     """The places a named dataset is looked for, in order, as ``(label, path or None)``.
 
-    1. ``data.dir`` (and ``data.dir/<name>``), 2. ``$CLASSAWARE_DATA/<name>``,
+    1. ``data.dir/<name>``, then ``data.dir``, 2. ``$CLASSAWARE_DATA/<name>``,
     3. ``/usr/share/datasets/<name>``, 4. ``<cache_dir>/<name>``.  A ``None`` path means the
     place is not configured (reported in the not-found message all the same).
     """
@@ -83,7 +83,7 @@ def search_dirs(name: str, cfg: Mapping[str, Any] | None = None) -> list[tuple[s
     out: list[tuple[str, Path | None]] = []
     if cfg.get("dir"):
         d = Path(cfg["dir"]).expanduser()
-        out += [("data.dir", d), ("data.dir", d / name)]
+        out += [("data.dir", d / name), ("data.dir", d)]  # the specific folder first
     else:
         out.append(("data.dir (not set)", None))
     env = os.environ.get("CLASSAWARE_DATA")
