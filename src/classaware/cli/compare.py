@@ -1,24 +1,194 @@
-"""``classaware compare`` and the main job (``classaware`` with no arguments)."""
+"""``classaware compare`` and the main job (``classaware`` with no arguments).
+
+``classaware compare --config STUDY`` runs a study file (a path or a shipped preset name: see
+``classaware compare --list``); the short form ``classaware compare --losses ce,camri,arcface
+--seeds 5 --set k=v ... --jobs 2 --out DIR`` builds one from the train defaults and ``--set``.
+Runs that are already finished are reused: run the same command again after an interruption.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import time
+from pathlib import Path
 from typing import Any
+
+from classaware.errors import ConfigError
+
+DEFAULT_STUDY = "important-class-demo"
+DEFAULT_OUT = Path("runs") / "demo-important-class"
 
 
 def register(subparsers: Any) -> None:
     """Add the ``compare`` sub-command to ``subparsers``."""
-    p = subparsers.add_parser("compare", help="compare losses over seeds (study + report)")
-    p.add_argument("--config", help="study file (path or shipped preset name)")
+    p = subparsers.add_parser(
+        "compare", help="compare losses over seeds: parallel runs, statistics, report",
+        description=__doc__.splitlines()[0],
+    )
+    p.add_argument("--config", "-c", metavar="FILE|PRESET",
+                   help="study file or shipped preset (e.g. important-class, long-tail, similarity)")
+    p.add_argument("--losses", "-l", metavar="A,B,...",
+                   help="variants to run: names of the study's variants or loss names")
+    p.add_argument("--seeds", metavar="N|S1,S2,...",
+                   help="number of seeds (0..N-1) or a comma-separated list; replaces study.seeds")
+    p.add_argument("--set", "-s", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a shared config key (optim.lr=0.01) or a study key "
+                        "(study.baseline=ce); repeatable")
+    p.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                   help="training processes in parallel (default 1)")
+    p.add_argument("--out", "-o", metavar="DIR", help="study directory (default runs/<study name>)")
+    p.add_argument("--report-only", action="store_true",
+                   help="do not train: (re)build the report from the finished runs in DIR")
+    p.add_argument("--tables", action="store_true",
+                   help="print the per-class table of every run as it finishes")
+    p.add_argument("--list", action="store_true", help="list the shipped study presets and exit")
     p.set_defaults(func=_run)
 
 
-def _run(args: argparse.Namespace) -> int:  # pragma: no cover - placeholder
-    print("classaware compare: not implemented yet")
-    return 2
+def _parse_seeds(text: str | None) -> int | list[int] | None:
+    if text is None:
+        return None
+    try:
+        items = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds: expected a count or a comma-separated list of ints, got {text!r}") from None
+    if not items:
+        raise ConfigError("--seeds: empty")
+    return items[0] if len(items) == 1 and "," not in text else items
 
 
-def run_default_study() -> int:
-    """Run the demo-size important-class study (``classaware`` with no arguments)."""
-    print("classaware: the default study is not implemented yet")
-    return 2
+def _run(args: argparse.Namespace) -> int:
+    from classaware.study.spec import load_study, parse_set, presets
+
+    if args.list:
+        from classaware.study.spec import find_study_file
+
+        for name in presets():
+            first = ""
+            for line in find_study_file(name).read_text().splitlines():
+                if line.startswith("#"):
+                    first = line.lstrip("# ").strip()
+                    break
+            print(f"{name:32s} {first}")
+        return 0
+    if args.config is None and args.losses is None:
+        raise ConfigError("compare: give --config STUDY (a file or preset) or --losses ce,camri,...")
+    losses = [x.strip() for x in args.losses.split(",")] if args.losses else None
+    sets = [parse_set(s) for s in args.overrides]
+    study = load_study(args.config, losses=losses, seeds=_parse_seeds(args.seeds), sets=sets)
+    out = Path(args.out) if args.out else Path("runs") / study.name
+    return run_and_report(study, out, jobs=args.jobs, report_only=args.report_only,
+                          tables=args.tables)
+
+
+def _summary_line(run_dir: Path, important: list[str]) -> str:
+    try:
+        final = json.loads((run_dir / "final.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return ""
+    t = final.get("test") or {}
+    parts = [f"acc {100 * t['accuracy']:.2f}%"] if t.get("accuracy") is not None else []
+    if t.get("balanced_accuracy") is not None:
+        parts.append(f"bal {100 * t['balanced_accuracy']:.2f}%")
+    for name, r in (t.get("important_recall") or {}).items():
+        if r is not None:
+            parts.append(f"recall {name} {100 * r:.1f}%")
+    return "  ".join(parts)
+
+
+def _per_class_table(run_dir: Path) -> str:
+    from classaware.metrics import format_table
+
+    final = json.loads((run_dir / "final.json").read_text())
+    names = final["class_names"]
+    return format_table(final["test"], names, important=final.get("important_classes") or ())
+
+
+def run_and_report(study: Any, out: str | Path, *, jobs: int = 1, report_only: bool = False,
+                   tables: bool | list[str] = False) -> int:
+    """Run ``study`` into ``out`` (unless ``report_only``), write the report, print the tables.
+
+    ``tables``: True prints every run's per-class test table as it finishes; a list of variant
+    names prints those variants' tables (first seed). Returns 0, or 1 when runs failed.
+    """
+    from classaware.study.report import (
+        analyze,
+        comparison_table,
+        format_text_table,
+        threshold_table,
+        write_report,
+    )
+    from classaware.study.runner import execute_study
+
+    out = Path(out)
+    t0 = time.perf_counter()
+    failed: list[str] = []
+    printed: set[str] = set()
+
+    def on_done(run: Any, status: str) -> None:
+        if status == "failed":
+            return
+        line = _summary_line(run.run_dir, [])
+        if status == "reused":
+            print(f"  {run.name}: finished earlier, reused  {line}")
+        else:
+            print(f"      {line}")
+        want = tables is True or (isinstance(tables, list) and run.variant in tables
+                                  and run.variant not in printed)
+        if want:
+            printed.add(run.variant)
+            print(f"\n{run.name} (test set):")
+            print(_per_class_table(run.run_dir))
+            print()
+
+    if not report_only:
+        print(f"study {study.name}: {len(study.variants)} variant(s) x {len(study.seeds)} seed(s) "
+              f"-> {out}")
+        outcome = execute_study(study, out, jobs=jobs, on_done=on_done)
+        failed = outcome.failed
+    a = analyze(study, out)
+    html = write_report(study, out, analysis=a)
+    if a["records"]:
+        header, rows = comparison_table(a)
+        print(f"\nComparison on the test set (mean ± 95% CI over seeds, %; Δ = paired difference "
+              f"to {study.baseline}):")
+        print(format_text_table(header, rows))
+        for cname in a["threshold"]:
+            h, r = threshold_table(a, cname)
+            print(f"\nThreshold moving on {cname} ({study.baseline}+threshold = accuracy of "
+                  f"{study.baseline}'s threshold curve at the same recall):")
+            print(format_text_table(h, r))
+    elapsed = time.perf_counter() - t0
+    print(f"\nreport: {html.resolve()}")
+    print(f"({len(a['records'])}/{len(a['planned'])} runs finished; {elapsed:.0f} s)")
+    if failed:
+        print(f"failed runs: {', '.join(failed)} (logs in {out / 'logs'}); run the same command "
+              "again to retry them")
+        return 1
+    return 0 if not a["missing"] else 1
+
+
+def run_default_study(out: str | Path | None = None, jobs: int | None = None) -> int:
+    """The main job: the demo-size important-class study (``classaware`` with no arguments).
+
+    Fashion-MNIST subset, small CNN: cross entropy, weighted cross entropy, ArcFace and CAMRI
+    at two settings, 2 seeds each, into ``./runs/demo-important-class``; prints cross entropy's
+    and CAMRI's per-class recall tables, the comparison table and the path of report.html.
+    """
+    from classaware.study.spec import load_study
+
+    study = load_study(DEFAULT_STUDY)
+    if jobs is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover
+            cores = os.cpu_count() or 1
+        jobs = max(1, min(2, cores))
+    out = Path(out) if out is not None else DEFAULT_OUT
+    print("classaware: the demo important-class study (important class: "
+          f"{', '.join(map(str, study.important))}). Full size: classaware compare --config "
+          "important-class --jobs 2; other studies: classaware compare --list")
+    show = [v.name for v in study.variants if v.name == study.baseline or v.name.startswith("camri")]
+    return run_and_report(study, out, jobs=jobs, tables=show)

@@ -40,13 +40,20 @@ def plot_table(header: Sequence[str], rows: Sequence[Sequence[str]], path: str |
     plt = _plt()
     ncol = max(len(header), 1)
     width = min(28.0, max(6.0, 1.6 * ncol))
-    fig, ax = plt.subplots(figsize=(width, 0.45 * (len(rows) + 1) + (0.5 if title else 0.2)))
+    import textwrap
+
+    labels = ["\n".join(textwrap.wrap(str(h), 14)) or " " for h in header]
+    lines = max(lab.count("\n") + 1 for lab in labels)
+    units = lines + 1.5 * max(len(rows), 1)
+    fig, ax = plt.subplots(figsize=(width, 0.2 * units + (0.45 if title else 0.1)))
     ax.axis("off")
-    table = ax.table(cellText=[list(r) for r in rows] or [[""] * ncol], colLabels=list(header),
+    table = ax.table(cellText=[list(r) for r in rows] or [[""] * ncol], colLabels=labels,
                      loc="center", cellLoc="center")
     table.auto_set_font_size(False)
     table.set_fontsize(9)
-    table.scale(1.0, 1.3)
+    table.auto_set_column_width(col=list(range(ncol)))
+    for (r, _c), cell in table.get_celld().items():
+        cell.set_height((lines + 0.3 if r == 0 else 1.5) / (units + 0.3))
     for (r, _c), cell in table.get_celld().items():
         if r == 0:
             cell.set_facecolor("#dde4ee")

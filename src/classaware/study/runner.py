@@ -245,8 +245,16 @@ def execute_study(study: Study, out: str | Path, *, jobs: int = 1,
                         echo(f"[{finished}/{total}] {r.name}: {status} in {secs:.1f} s")
                     else:
                         status = "failed"
+                        tail = _tail(r.log_path, 12)
+                        if rc == 2 and tail and tail[-1].startswith("classaware: error:"):
+                            # a user-fixable problem (data not found, bad value): the same
+                            # for every run, so stop here with its one-line message
+                            _stop_all([a[2] for a in active.values()])
+                            active.clear()
+                            raise ConfigError(
+                                f"run {r.name}: {tail[-1][len('classaware: error:'):].strip()}")
                         echo(f"[{finished}/{total}] {r.name}: FAILED (exit {rc}); log: {r.log_path}")
-                        for line in _tail(r.log_path, 12):
+                        for line in tail:
                             echo(f"    {line}")
                     outcome.status[r.name] = status
                     if on_done:
