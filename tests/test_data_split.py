@@ -175,3 +175,17 @@ def test_stratified_helpers_edge_cases():
     assert len(draws) > 1                                            # the generator is used
     rest0, held0 = stratified_split(y, 0.0, 2, np.random.default_rng(0))
     assert rest0.tolist() == list(range(10)) and held0.size == 0
+
+
+def test_mean_std_and_summary():
+    img = load_data({"name": "digits", "as_images": True})
+    x = img.x_train.numpy().astype(np.float64) / 255.0
+    mean, std = img.mean_std()
+    assert np.allclose(mean, [x.mean()]) and np.allclose(std, [x.std()])
+    feats = load_data({"name": "digits"})
+    mean, std = feats.mean_std()
+    ref = feats.x_train.numpy().astype(np.float64)
+    assert np.allclose(mean, ref.mean(0))
+    ref_std = ref.std(0)
+    assert np.allclose(std, np.where(ref_std > 0, ref_std, 1.0))   # constant pixels → 1
+    assert feats.summary().startswith("digits: features [64], 10 classes, train ")

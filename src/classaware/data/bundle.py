@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported when tensors are made (load_data), not on import
+    import torch
 
 __all__ = ["DataBundle", "RawData"]
 
@@ -89,6 +91,8 @@ class DataBundle:
 
         A zero standard deviation is reported as 1 so that ``(x - mean) / std`` is safe.
         """
+        import torch
+
         x = self.x_train.double()
         if self.kind == "image":
             x = x / 255.0
