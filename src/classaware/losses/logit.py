@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from classaware.functional import logit as F_logit
@@ -232,7 +231,8 @@ class LogitAdjustedLoss(_LogitLoss):
         self.tau = F_logit._check_real(tau, "tau", minimum=0.0)
         counts = F_logit._check_counts(class_counts)
         self.class_counts = [float(c) for c in counts.tolist()]
-        self.register_buffer("log_prior", (counts / counts.sum()).log().to(torch.float32))
+        # float64 so that the module and the functional give bit-identical results
+        self.register_buffer("log_prior", (counts / counts.sum()).log())
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         x, t, coef, reduce = self._setup(input, target, self.weight)
