@@ -48,8 +48,17 @@ def available() -> list[str]:
 
 
 def spec(name: str) -> LossSpec:
-    """The :class:`LossSpec` of ``name`` (ValueError listing the known names if unknown)."""
-    key = name.lower() if isinstance(name, str) else name
+    """The :class:`LossSpec` of ``name`` (ValueError listing the known names if unknown).
+
+    Example
+    -------
+    >>> from classaware.losses import spec
+    >>> spec("ldam").input, spec("ldam").needs_counts
+    ('cosine', True)
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"loss name must be a str, got {type(name).__name__}")
+    key = name.lower()
     if key not in _REGISTRY:
         raise ValueError(f"unknown loss {name!r}; known losses: {', '.join(_REGISTRY)}")
     return _REGISTRY[key]
@@ -67,15 +76,18 @@ def create(name: str, **kwargs: object) -> nn.Module:
     >>> loss = create("camri", important_classes=[3], margin=0.2, scale=16.0)
     """
     s = spec(name)
+    key = name.lower()
     params = inspect.signature(s.cls.__init__).parameters
     unknown = [k for k in kwargs if k not in params]
     if unknown:
-        allowed = [p for p in params if p != "self"]
+        allowed = [p for p in params if p != "self" and p not in dict(s.defaults)]
         raise ValueError(
             f"loss {name!r} does not take {', '.join(map(repr, unknown))}; it takes: {', '.join(allowed)}"
         )
+    if key == "balanced_softmax" and "tau" in kwargs:
+        raise ValueError(
+            "loss 'balanced_softmax' is logit_adjusted with tau=1; use 'logit_adjusted' to set tau"
+        )
     merged = dict(s.defaults)
-    if name == "balanced_softmax" and "tau" in kwargs:
-        raise ValueError("loss 'balanced_softmax' is logit_adjusted with tau=1; use 'logit_adjusted' to set tau")
     merged.update(kwargs)
     return s.cls(**merged)
