@@ -154,7 +154,7 @@ def plot_training_curves(histories: dict[str, list[list[dict[str, Any]]]], path:
         for ax, (k, _label) in zip(axes[0], panels):
             if series[k]:
                 xs = sorted(series[k])
-                ax.plot([x + 1 for x in xs], [np.mean(series[k][x]) for x in xs], marker="o",
+                ax.plot(xs, [np.mean(series[k][x]) for x in xs], marker="o",
                         ms=3, label=variant)
     for ax, (_k, label) in zip(axes[0], panels):
         ax.set_xlabel("epoch")
