@@ -77,7 +77,7 @@ DEFAULTS: dict[str, Any] = {
         "min_lr": 0.0,
     },
     "train": {
-        "epochs": 5,
+        "epochs": 3,
         "batch_size": 128,
         "eval_batch_size": 1024,
         "drw_epoch": None,
