@@ -158,6 +158,13 @@ def test_default_out_dir_is_dated_and_named_after_the_loss(monkeypatch, tmp_path
     assert call["out_dir"].name.endswith("-focal") and call["out_dir"].name[:8].isdigit()
 
 
+def test_torchrun_needs_an_explicit_out_dir(monkeypatch, capsys, fake_loop):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    code, _, err = run_cli(capsys, "train", "--set", "train.epochs=1")
+    assert_one_line_error(code, err, "under torchrun, pass --out DIR")
+    assert fake_loop["run_training"] == []
+
+
 def test_python_api_overrides(fake_loop, tmp_path):
     r = classaware.train({"optim": {"lr": 0.2}}, out=tmp_path / "x",
                          loss={"name": "cce", "gamma": -0.5}, optim__momentum=0.5,

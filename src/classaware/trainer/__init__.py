@@ -13,6 +13,7 @@ Example
 from __future__ import annotations
 
 import datetime as _dt
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -85,6 +86,10 @@ def train(config: Mapping[str, Any] | str | Path | None = None, *, out: str | Pa
             raise ConfigError(f"resume: {str(saved)!r} not found; is {str(out)!r} a run directory?")
         config = saved
     cfg = load_config(config, _split_overrides(overrides))
+    if out is None and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        # every process computes its own default name; they must agree on one run directory
+        raise ConfigError("under torchrun, pass --out DIR (out=...): all processes must "
+                          "write to the same run directory")
     out_dir = Path(out) if out is not None else default_out_dir(cfg)
     from classaware.trainer.loop import run_training  # heavy: only after the config is valid
 
