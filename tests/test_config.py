@@ -124,6 +124,13 @@ def test_changing_loss_name_drops_previous_loss_parameters():
     assert cfg["loss"]["important_classes"] == ["Shirt"]    # harness keys stay
 
 
+def test_loss_name_change_is_case_insensitive_and_none_resets_a_loss_parameter():
+    cfg = load_config("fmnist-camri", ["loss.name=CAMRI"])
+    assert cfg["loss"]["margin"] == pytest.approx(math.pi / 16)      # same loss: kept
+    cfg = load_config("fmnist-camri", {"loss": {"margin": None}})
+    assert "margin" not in cfg["loss"] and cfg["loss"]["scale"] == 16.0
+
+
 def test_nullable_key_can_be_cleared_from_the_command_line():
     cfg = load_config("fmnist-lt-ldam-drw", ["train.drw_epoch=none"])
     assert cfg["train"]["drw_epoch"] is None
@@ -381,6 +388,10 @@ def test_dump_drops_none_and_round_trips(tmp_path):
     assert raw["seed"] == 0 and raw["loss"]["important_classes"] == ["Shirt", 2]
     assert load_config(path) == cfg
     assert not (tmp_path / "config.toml.tmp").exists()
+    # paths given from Python are written as strings
+    cfg = load_config(None, {"data.dir": tmp_path})
+    raw = tomllib.loads(dump_config(cfg, tmp_path / "c2.toml").read_text())
+    assert raw["data"]["dir"] == str(tmp_path)
 
 
 # ------------------------------------------------------------------------------ helpers

@@ -21,6 +21,7 @@ import difflib
 import importlib.resources
 import inspect
 import math
+import os
 import re
 import sys
 from collections.abc import Iterable, Mapping
@@ -195,7 +196,7 @@ def _merge(base: dict[str, Any], layer: Mapping[str, Any]) -> None:
     for key, value in layer.items():
         if key == "loss" and isinstance(value, Mapping) and isinstance(base.get("loss"), dict):
             old = base["loss"]
-            if "name" in value and value["name"] != old.get("name"):
+            if "name" in value and str(value["name"]).lower() != str(old.get("name")).lower():
                 for k in _loss_param_keys(old):
                     del old[k]
         if isinstance(value, Mapping) and isinstance(base.get(key), dict):
@@ -712,6 +713,9 @@ def _validate_loss(cfg: dict[str, Any]) -> None:
 
     params = loss_params(name)
     for k in _loss_param_keys(d):
+        if d[k] is None and k in params:  # None (Python API): the loss's own default
+            del d[k]
+            continue
         if k not in params:
             takes = ", ".join(params) if params else "no parameters"
             extra = ""
@@ -955,6 +959,8 @@ def _drop_none(value: Any) -> Any:
         return {k: _drop_none(v) for k, v in value.items() if v is not None}
     if isinstance(value, (list, tuple)):
         return [_drop_none(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     return value
 
 
@@ -963,11 +969,10 @@ def dump_config(cfg: Mapping[str, Any], path: str | Path) -> Path:
 
     TOML has no null: keys whose value is None ("absent", e.g. ``train.drw_epoch``) are left
     out; :func:`load_config` on the file restores them from the defaults, so
-    ``load_config(dump_config(cfg, p)) == cfg`` for a resolved ``cfg``. Tuples become lists.
+    ``load_config(dump_config(cfg, p)) == cfg`` for a resolved ``cfg``. Tuples become lists and
+    paths strings.
     Written atomically (temporary file + rename).
     """
-    import os
-
     import tomli_w
 
     path = Path(path)
