@@ -63,6 +63,7 @@ def fails(match: str, config=None, overrides=None) -> str:
     ("optim.lr=.01", "optim.lr", 0.01),                    # numbers TOML itself rejects
     ("optim.lr=5.", "optim.lr", 5.0),
     ("data.dir=1.2.3", "data.dir", "1.2.3"),
+    ("loss.name=1\nx = 2", "loss.name", "1\nx = 2"),       # one value, never a document
 ])
 def test_parse_set(item, key, value):
     assert parse_set(item) == (key, value)

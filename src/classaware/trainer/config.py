@@ -229,7 +229,10 @@ def parse_set(item: str) -> tuple[str, Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. optim.lr=0.01")
     try:
-        value = tomllib.loads(f"v = {raw}")["v"] if raw else ""
+        parsed = tomllib.loads(f"v = {raw}") if raw else {"v": ""}
+        if set(parsed) != {"v"}:  # "1\nx = 2": more than one value is not one TOML value
+            raise tomllib.TOMLDecodeError("not a single value")
+        value = parsed["v"]
     except tomllib.TOMLDecodeError:
         # numbers TOML rejects but nobody means as a string: ".5", "5.", "1.e-3"
         value = float(raw) if _LOOSE_FLOAT.fullmatch(raw) else raw
