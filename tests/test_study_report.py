@@ -80,9 +80,15 @@ def build_fake_study(root: Path, seeds=(0, 1, 2), skip=()):
     return study
 
 
-def test_report_files_and_content(tmp_path):
-    study = build_fake_study(tmp_path)
-    html_path = write_report(study, tmp_path)
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fake-study")
+    study = build_fake_study(root)
+    return study, root, write_report(study, root)
+
+
+def test_report_files_and_content(built):
+    study, tmp_path, html_path = built
     assert html_path == tmp_path / "report.html"
     for name in ("comparison_table", "per_class_recall", "confusion_matrices", "training_curves",
                  "tradeoff_two", "angles"):
@@ -130,8 +136,8 @@ def test_csv_one_row_per_run_matches_final_json(tmp_path):
     assert "Missing (unfinished or failed) runs: push-seed2" in md
 
 
-def test_comparison_table_values(tmp_path):
-    study = build_fake_study(tmp_path)
+def test_comparison_table_values(built):
+    study, tmp_path, _ = built
     a = analyze(study, tmp_path)
     header, rows = comparison_table(a)
     assert [r[0] for r in rows] == ["ce", "push"]
