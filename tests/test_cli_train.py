@@ -203,7 +203,7 @@ def test_evaluate_prints_the_table_and_passes_data_overrides(capsys, tmp_path, f
     assert call["run_dir"] == run and call["split"] == "val"
     assert call["data_overrides"] == {"dir": "/data/here", "max_test": 50}
     lines = out.splitlines()
-    assert lines[0].endswith("val")
+    assert lines[0] == f"{run} - val (12 images)"
     assert any(line.startswith("* dog") and "50.0" in line for line in lines)   # important
     assert any(line.startswith("  cat") and "80.0" in line for line in lines)
     assert "accuracy 75.00%" in out

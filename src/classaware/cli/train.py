@@ -175,7 +175,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     names, important = _names_for(run_dir, result)
     from classaware.metrics import format_table
 
-    print(f"{run_dir} - {args.split}")
+    n = result.get("num_samples")
+    print(f"{run_dir} - {args.split}" + (f" ({n} images)" if n is not None else ""))
     print(format_table(metrics, names, important))
     return 0
 
