@@ -285,9 +285,21 @@ def test_loss_parameters_match_the_loss_signature():
 
 
 def test_loss_value_errors_surface_before_training():
-    fails(r"^loss: .*scale", None, ["loss.name=cosface", "model.head=cosine", "loss.scale=0"])
-    fails(r"^loss: .*margin", None, ["loss.name=camri", "model.head=cosine",
-                                      "loss.important_classes=['Shirt']", "loss.margin=-0.1"])
+    fails(r"^loss(\.scale)?: .*scale", None, ["loss.name=cosface", "model.head=cosine",
+                                              "loss.scale=0"])
+    fails(r"^loss(\.margin)?: .*margin", None, ["loss.name=camri", "model.head=cosine",
+                                                "loss.important_classes=['Shirt']",
+                                                "loss.margin=-0.1"])
+    camri = ["loss.name=camri", "model.head=cosine"]
+    fails(r"^loss(\.margin)?: .*margin", None, [*camri, "loss.important_classes=['Shirt']",
+                                                "loss.margin=[0.1, 0.2]"])
+    cfg = load_config(None, [*camri, "loss.important_classes=['Shirt', 'Coat']",
+                             "loss.margin=[0.1, 0.2]"])                # one margin per class
+    assert cfg["loss"]["margin"] == [0.1, 0.2]
+    fails(r"^loss.margin: expected a number or a list of numbers", None,
+          [*camri, "loss.important_classes=[1]", "loss.margin=['a']"])
+    fails(r"^loss.margin: expected a number, got \[0.1\]", None,
+          ["loss.name=cosface", "model.head=cosine", "loss.margin=[0.1]"])
 
 
 @pytest.mark.parametrize("overrides, match", [

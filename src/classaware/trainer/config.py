@@ -786,7 +786,10 @@ def _dry_build_loss(name: str, d: Mapping[str, Any], params: Mapping[str, Any],
     try:
         create(name, **kw)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"loss: {exc}") from None
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        key = next((k for k in kw if re.match(rf"{re.escape(k)}\b", msg)), None)
+        where = f"loss.{key}" if key and key in params else "loss"
+        raise ConfigError(f"{where}: {msg}") from None
 
 
 # --------------------------------------------------------------------------------------------
