@@ -598,7 +598,7 @@ def run_training(cfg: dict, out_dir: str | Path, *, resume: bool = False,
                 step = 0
                 if epoch == start_epoch and start_step:
                     step = start_step
-                    if accum is not None:
+                    if accum is not None and main:  # rank 0 carries the all-reduced totals
                         loss_sum += accum["loss_sum"]
                         seen += accum["seen"]
                         cm += accum["cm"].to(device)
@@ -650,6 +650,8 @@ def run_training(cfg: dict, out_dir: str | Path, *, resume: bool = False,
                     bar.close()
                 if stop.requested and step < steps_per_epoch:
                     elapsed += time.perf_counter() - t0
+                    for t in (loss_sum, seen, cm):  # the partial epoch's totals over all ranks
+                        dist_utils.all_reduce_sum(t, info)
                     acc = {"loss_sum": loss_sum.cpu(), "seen": seen.cpu(), "cm": cm.cpu()}
                     if main:
                         save_checkpoint(ckpt_dir / "last.pt", checkpoint(epoch, step, acc))
@@ -664,8 +666,10 @@ def run_training(cfg: dict, out_dir: str | Path, *, resume: bool = False,
                 train_cm = cm.view(C, C)
                 train_loss = loss_sum.item() / n_seen
                 train_acc = train_cm.diagonal().sum().item() / n_seen
+                train_seconds = time.perf_counter() - t0  # the steps, synchronised by .item()
                 record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
-                                          "train_accuracy": train_acc, "drw": drw_on}
+                                          "train_accuracy": train_acc, "drw": drw_on,
+                                          "train_seconds": train_seconds}
                 if has_val:
                     ev = _evaluate_split(model, "val", norm, setup, cfg, info)
                     record["val"] = ev["metrics"]
