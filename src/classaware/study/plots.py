@@ -156,7 +156,10 @@ def plot_training_curves(histories: dict[str, list[list[dict[str, Any]]]], path:
                 xs = sorted(series[k])
                 ax.plot(xs, [np.mean(series[k][x]) for x in xs], marker="o",
                         ms=3, label=variant)
+    from matplotlib.ticker import MaxNLocator
+
     for ax, (_k, label) in zip(axes[0], panels):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
