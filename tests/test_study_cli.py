@@ -59,3 +59,27 @@ def test_report_only_prints_tables(capsys, tmp_path):
     shutil.rmtree(out / "runs" / "push-seed1")
     assert main(["compare", "--config", str(f), "--out", str(out), "--report-only"]) == 1
     assert "3/4 runs finished" in capsys.readouterr().out
+
+
+def test_no_arguments_runs_the_demo_study(monkeypatch):
+    import classaware.cli.compare as compare
+
+    seen = {}
+
+    def fake(study, out, **kw):
+        seen.update(study=study, out=out, **kw)
+        return 0
+
+    monkeypatch.setattr(compare, "run_and_report", fake)
+    assert main([]) == 0
+    study = seen["study"]
+    assert study.name == "important-class-demo"
+    assert seen["out"] == Path("runs") / "demo-important-class"
+    assert study.important == ["Shirt"] and len(study.seeds) == 2
+    names = [v.name for v in study.variants]
+    assert {"ce", "ce-weighted"} <= set(names)
+    assert any(n.startswith("arcface") for n in names)
+    assert sum(n.startswith("camri") for n in names) == 2
+    # CE's and CAMRI's per-class tables are printed
+    assert set(seen["tables"]) == {"ce"} | {n for n in names if n.startswith("camri")}
+    assert 1 <= seen["jobs"] <= 2

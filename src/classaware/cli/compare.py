@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
                           tables=args.tables)
 
 
-def _summary_line(run_dir: Path, important: list[str]) -> str:
+def _summary_line(run_dir: Path) -> str:
     try:
         final = json.loads((run_dir / "final.json").read_text())
     except (OSError, json.JSONDecodeError):
@@ -130,7 +130,7 @@ def run_and_report(study: Any, out: str | Path, *, jobs: int = 1, report_only: b
     def on_done(run: Any, status: str) -> None:
         if status == "failed":
             return
-        line = _summary_line(run.run_dir, [])
+        line = _summary_line(run.run_dir)
         if status == "reused":
             print(f"  {run.name}: finished earlier, reused  {line}")
         else:
