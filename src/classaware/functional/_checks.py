@@ -15,6 +15,11 @@ from torch import Tensor
 
 REDUCTIONS = ("none", "mean", "sum")
 COSINE_TOLERANCE = 1e-3
+COSINE_MESSAGE = (
+    "input to a margin loss must be cosine similarities in [-1, 1] "
+    "(use classaware.nn.CosineClassifier as the head); got values outside [-1.001, 1.001] "
+    "(or NaN) in a row whose target is not ignore_index"
+)
 
 _VALUE_CHECKS = os.environ.get("CLASSAWARE_VALUE_CHECKS", "1") not in ("0", "false", "False")
 
@@ -26,6 +31,7 @@ def set_value_checks(enabled: bool) -> None:
 
 
 def value_checks_enabled() -> bool:
+    """Whether the data-dependent checks are on (see :func:`set_value_checks`)."""
     return _VALUE_CHECKS
 
 
@@ -34,6 +40,14 @@ def _is_compiling() -> bool:
         return bool(torch.compiler.is_compiling())
     except AttributeError:  # pragma: no cover - very old torch
         return False
+
+
+def eager_cpu(t: Tensor) -> bool:
+    """True when ``t`` lives on the CPU and no ``torch.compile`` trace is running.
+
+    Only then may a check read a value back to the host (``bool(tensor)``) for free.
+    """
+    return t.device.type == "cpu" and not _is_compiling()
 
 
 def _check_value(cond: Tensor, device_type: str, message: str) -> None:
@@ -45,21 +59,34 @@ def _check_value(cond: Tensor, device_type: str, message: str) -> None:
 
 
 def check_reduction(reduction: str) -> str:
+    """Return ``reduction`` if it is one of ``"none"``, ``"mean"``, ``"sum"``; else ValueError."""
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     return reduction
 
 
 def check_scale(scale: float) -> float:
+    """Return ``float(scale)`` if it is a finite number > 0; else TypeError / ValueError."""
     if isinstance(scale, bool) or not isinstance(scale, (int, float)):
         raise TypeError(f"scale must be a positive float, got {type(scale).__name__}")
-    if not scale > 0:
-        raise ValueError(f"scale must be > 0, got {scale}")
+    if not (scale > 0 and scale < float("inf")):
+        raise ValueError(f"scale must be > 0 and finite, got {scale}")
     return float(scale)
 
 
-def check_input_target(input: Tensor, target: Tensor, ignore_index: int = -100) -> None:
-    """Shape, dtype and range checks for ``input`` [N, C] and ``target`` [N] (int64)."""
+def check_ignore_index(ignore_index: int) -> int:
+    """``ignore_index`` must be a Python int (as for ``torch.nn.CrossEntropyLoss``)."""
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+        raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
+    return ignore_index
+
+
+def check_input_target(input: Tensor, target: Tensor, ignore_index: int = -100) -> bool:
+    """Shape, dtype and range checks for ``input`` [N, C] and ``target`` [N] (int64).
+
+    Returns True when it is known (for free, on the CPU) that no row is ``ignore_index``, so a
+    loss may skip its masking; False otherwise (some row is ignored, or it is not known).
+    """
     if not isinstance(input, Tensor):
         raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
     if not isinstance(target, Tensor):
@@ -78,38 +105,63 @@ def check_input_target(input: Tensor, target: Tensor, ignore_index: int = -100) 
         )
     if input.shape[1] < 1:
         raise ValueError("input must have at least one class column")
-    if _VALUE_CHECKS and target.numel() > 0:
-        num_classes = input.shape[1]
+    if target.device != input.device:
+        raise ValueError(f"target is on {target.device} but input is on {input.device}")
+    check_ignore_index(ignore_index)
+    num_classes = input.shape[1]
+    if target.numel() == 0:
+        return True
+    if eager_cpu(target):
+        lo, hi = (int(v) for v in torch.aminmax(target))  # one pass covers the common case
+        if lo >= 0 and hi < num_classes:
+            return not 0 <= ignore_index < num_classes
+    if _VALUE_CHECKS:
         ok = ((target >= 0) & (target < num_classes)) | (target == ignore_index)
         _check_value(
             ok.all(),
             target.device.type,
             f"target must hold class indices in [0, {num_classes}) or ignore_index={ignore_index}",
         )
+    return False
 
 
 def check_cosine(input: Tensor, target: Tensor | None = None, ignore_index: int = -100) -> None:
-    """Margin losses take cosines in [-1, 1] (a small tolerance is allowed)."""
+    """Margin losses take cosines in [-1, 1] (a tolerance of 1e-3 is allowed).
+
+    Rows whose target is ``ignore_index`` may hold anything (inf/NaN included).  On the CPU
+    the common case costs one ``amin`` and one ``amax``; the masked check only runs when
+    that fails.
+    """
     if not _VALUE_CHECKS or input.numel() == 0:
         return
-    finite_rows = input
-    if target is not None:
-        # ignored rows may hold anything (inf/NaN included)
-        finite_rows = torch.where((target != ignore_index)[:, None], input, 0)
     bound = 1.0 + COSINE_TOLERANCE
+    if eager_cpu(input):
+        lo, hi = float(input.amin()), float(input.amax())
+        if lo >= -bound and hi <= bound:  # NaN compares False
+            return
+        if target is None:
+            raise ValueError(COSINE_MESSAGE)
+    rows = input
+    if target is not None:
+        rows = torch.where((target != ignore_index)[:, None], input, 0)
     _check_value(
-        (finite_rows.abs() <= bound).all(),
-        input.device.type,
-        "input to a margin loss must be cosine similarities in [-1, 1] "
-        "(use classaware.nn.CosineClassifier as the head); got values outside [-1.001, 1.001]",
+        (rows.amin() >= -bound) & (rows.amax() <= bound), input.device.type, COSINE_MESSAGE
     )
 
 
 def check_weight(weight: Tensor | None, num_classes: int | None = None) -> Tensor | None:
+    """Validate a per-class ``weight`` (None, or 1-D with ``num_classes`` entries) and return it as a tensor."""
     if weight is None:
         return None
     if not isinstance(weight, Tensor):
-        weight = torch.as_tensor(weight, dtype=torch.float32)
+        try:
+            weight = torch.as_tensor(weight, dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(
+                f"weight must be a 1-D per-class tensor of floats, got {type(weight).__name__}"
+            ) from exc
+    if not weight.is_floating_point():
+        raise TypeError(f"weight must be a floating-point tensor, got {weight.dtype}")
     if weight.dim() != 1:
         raise ValueError(f"weight must be a 1-D per-class tensor, got shape {tuple(weight.shape)}")
     if num_classes is not None and weight.shape[0] != num_classes:
@@ -127,19 +179,24 @@ def reduce_loss(
     """Apply per-class ``weight`` and ``reduction`` to a per-sample ``loss`` [N].
 
     Follows ``torch.nn.CrossEntropyLoss``: the weighted mean divides by ``sum(weight[target])``
-    over non-ignored rows.  Ignored rows give exactly 0 (callers must already have made their
-    per-sample loss finite there).  An all-ignored batch gives 0 under "mean", not NaN.
+    over non-ignored rows.  Ignored rows give exactly 0 (and a zero gradient, whatever ``loss``
+    holds there).  An all-ignored (or empty) batch gives 0 under "mean", not NaN; so does a
+    batch whose weights sum to 0.
     """
     valid = target != ignore_index
-    if weight is not None:
-        safe_target = torch.where(valid, target, 0)
-        w = weight.to(device=loss.device, dtype=loss.dtype)[safe_target] * valid.to(loss.dtype)
-    else:
-        w = valid.to(loss.dtype)
-    loss = torch.where(valid, loss * w, torch.zeros_like(loss))
+    if weight is None:
+        loss = torch.where(valid, loss, 0.0)
+        if reduction == "none":
+            return loss
+        if reduction == "sum":
+            return loss.sum()
+        return loss.sum() / valid.sum().clamp_min(1).to(loss.dtype)
+    safe_target = torch.where(valid, target, 0)
+    w = torch.where(valid, weight.to(device=loss.device, dtype=loss.dtype)[safe_target], 0.0)
+    loss = torch.where(valid, loss * w, 0.0)
     if reduction == "none":
         return loss
     if reduction == "sum":
         return loss.sum()
     denom = w.sum()
-    return loss.sum() / torch.where(denom > 0, denom, torch.ones_like(denom))
+    return loss.sum() / torch.where(denom != 0, denom, torch.ones_like(denom))
