@@ -145,14 +145,27 @@ def _worker_threads(jobs: int) -> int:
     return max(1, cores // max(1, jobs))
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def _pdeathsig_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child receive SIGKILL when the study process dies.
+
+    libc is loaded here, in the parent, so that the hook run between fork and exec only makes
+    one system call (no import, no lock).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+        prctl = libc.prctl
+    except (OSError, AttributeError):  # pragma: no cover - unusual libc
+        return None
+    sig = int(signal.SIGKILL)
+
+    def hook() -> None:  # pragma: no cover - runs in the child
+        prctl(1, sig)  # PR_SET_PDEATHSIG
+
+    return hook
 
 
 class _Lock:
@@ -285,8 +298,9 @@ def _start(r: PlannedRun, state: str, env: dict[str, str], python: str | None
     log.write(f"$ {' '.join(cmd)}\n".encode())
     log.flush()
     kwargs: dict[str, Any] = {}
-    if sys.platform.startswith("linux"):
-        kwargs["preexec_fn"] = _die_with_parent  # single-threaded parent: safe
+    hook = _pdeathsig_hook()
+    if hook is not None:
+        kwargs["preexec_fn"] = hook  # Popen is only called from the study's main thread
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             env=env, **kwargs)
     return r, state, proc, log, time.perf_counter()
