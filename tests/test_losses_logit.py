@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from classaware import functional as CF
+from classaware.functional import logit as logit_impl
 from classaware.losses import (
     ComplementCrossEntropy,
     CrossEntropyLoss,
@@ -214,7 +215,7 @@ def test_module_equals_functional(name):
     t[3] = -1
     for reduction in ("mean", "none"):
         kw = {"reduction": reduction, "ignore_index": -1}
-        torch.testing.assert_close(make(**kw)(x, t), fn(x, t, **kw), rtol=0, atol=0)
+        torch.testing.assert_close(make(**kw)(x, t), fn(x, t, **kw))
 
 
 @pytest.mark.parametrize("cls", [CrossEntropyLoss, FocalLoss, ComplementCrossEntropy])
@@ -356,6 +357,55 @@ def test_simloss_log_space_survives_underflowing_probabilities():
     torch.testing.assert_close(v.double(), want, rtol=1e-6, atol=1e-4)
     naive = -torch.log((s[0] * torch.softmax(x.detach(), 1)[0]).sum())
     assert not torch.isfinite(naive)  # the reason for log space
+
+
+@pytest.fixture(params=["dense", "sparse"])
+def sim_path(request, monkeypatch):
+    """Force SimLoss's dense (all C columns) or sparse (non-zero columns only) path."""
+    monkeypatch.setattr(logit_impl, "_SPARSE_FRACTION", 0.0 if request.param == "dense" else 1.0)
+    return request.param
+
+
+@pytest.mark.parametrize("kind", ["groups", "ordinal", "embedding-like"])
+def test_simloss_both_paths_match_reference(sim_path, kind):
+    c = 9
+    if kind == "groups":
+        s = torch.eye(c, dtype=torch.float64)
+        for a, b in [(0, 4), (4, 7), (0, 7), (2, 3)]:
+            s[a, b] = s[b, a] = 0.6
+    elif kind == "ordinal":
+        idx = torch.arange(c, dtype=torch.float64)
+        s = 0.3 ** (idx[:, None] - idx[None, :]).abs()
+    else:
+        g = torch.Generator().manual_seed(1)
+        s = torch.rand(c, c, generator=g, dtype=torch.float64)
+        s = (s + s.T) / 2
+        s.fill_diagonal_(1.0)
+    x, t = _data(n=11, c=c, seed=21)
+    t[5] = -100
+    for reduction in ("mean", "none"):
+        got = CF.simloss(x, t, s, reduction=reduction)
+        want = reference(lambda row, y: ref_sim_row(row, y, s), x, t, reduction=reduction)
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+        (g1,) = torch.autograd.grad(got.sum(), x)
+        (g2,) = torch.autograd.grad(want.sum(), x)
+        torch.testing.assert_close(g1, g2, rtol=1e-9, atol=1e-10)
+    assert torch.autograd.gradcheck(lambda z: CF.simloss(z, t, s), (x,))
+    module = SimLoss(s)
+    uses_sparse = module.sparse_index is not None
+    assert uses_sparse == (sim_path == "sparse")
+    torch.testing.assert_close(module(x, t), CF.simloss(x, t, s))
+
+
+def test_simloss_picks_sparse_rows_for_sparse_matrices():
+    s = torch.eye(40)
+    s[0, 1] = s[1, 0] = 0.5
+    assert SimLoss(s).sparse_index is not None and SimLoss(s).sparse_index.shape == (40, 2)
+    assert SimLoss(torch.full((4, 4), 0.5).fill_diagonal_(1.0)).sparse_index is None
+
+
+def test_simloss_underflow_in_both_paths(sim_path):
+    test_simloss_log_space_survives_underflowing_probabilities()
 
 
 def test_simloss_zero_similarity_entries_give_no_nan_gradient():

@@ -6,15 +6,18 @@ for ``weight`` / ``reduction`` / ``ignore_index``, with two fixes: an all-ignore
 under ``"mean"`` (not NaN), and ignored rows contribute zero loss *and zero gradient* even when
 they hold inf/NaN.
 
-Where arithmetic dominates, the [N, C] work runs in custom autograd Functions with an analytic
-backward (one fused softmax forward, one pass backward), so these losses cost about as much as
-``F.cross_entropy`` itself; see ``benchmarks/losses.py`` and ``docs/performance-losses.md``.
+Speed: cross entropy, logit adjustment and focal loss run on ``F.cross_entropy``'s own fused
+kernels; complement CE and SimLoss are custom autograd Functions whose [N, C] work is one or two
+fused (log-)softmax passes forward and one pass backward (SimLoss gathers only the non-zero
+entries of a sparse similarity).  See ``benchmarks/losses.py`` and
+``docs/performance-losses.md``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -43,25 +46,19 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
-def _prepare(input: Tensor, target: Tensor, ignore_index: int) -> tuple[Tensor, Tensor]:
-    """Validate, upcast half precision to float32 and neutralise ignored rows.
+def _eager_cpu(t: Tensor) -> bool:
+    """Only on CPU outside a torch.compile trace may we read values back to the host."""
+    return t.device.type == "cpu" and not _is_compiling()
 
-    Returns ``(x, safe_target)``: ``x`` with ignored rows replaced by zeros (so inf/NaN there
-    can reach neither the loss nor the gradient) and ``target`` with ignored entries replaced
-    by 0 (a valid index).
-    """
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-        raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
-    check_input_target(input, target, ignore_index)
-    x = input.float() if input.dtype in (torch.float16, torch.bfloat16) else input
-    valid = target != ignore_index
-    safe_target = torch.where(valid, target, torch.zeros_like(target))
-    if x.device.type != "cpu" or _is_compiling():
-        # no host synchronisation: always mask (one fused elementwise op on GPU / compiled)
-        x = torch.where(valid[:, None], x, torch.zeros((), dtype=x.dtype, device=x.device))
-    elif x.shape[0] > 0 and not bool(valid.all()):
-        x = torch.where(valid[:, None], x, torch.zeros((), dtype=x.dtype, device=x.device))
-    return x, safe_target
+
+class _Prep(NamedTuple):
+    x: Tensor  # [N, C] float32/float64, ignored rows zeroed
+    t: Tensor  # [N] target with ignored entries replaced by 0
+    target: Tensor  # the original target
+    ignore_index: int
+    weight: Tensor | None  # [C] in x's dtype and device
+    reduction: str
+    n_ignored: int | None  # None when unknown (CUDA / compiling: no host sync)
 
 
 def _check_real(value: object, name: str, *, minimum: float | None = None) -> float:
@@ -75,51 +72,49 @@ def _check_real(value: object, name: str, *, minimum: float | None = None) -> fl
     return value
 
 
-def _weight_for(weight: Tensor | Sequence[float] | None, num_classes: int, device) -> Tensor | None:
-    w = check_weight(weight, num_classes)
-    if w is not None:
-        if not w.is_floating_point():
-            w = w.float()
-        w = w.to(device)
-    return w
-
-
 def _setup(
     input: Tensor,
     target: Tensor,
     ignore_index: int,
     weight: Tensor | Sequence[float] | None,
     reduction: str,
-) -> tuple[Tensor, Tensor, Tensor, bool]:
-    """Validate everything and return ``(x, safe_target, coef, reduce)`` for a Function."""
+) -> _Prep:
+    """Validate; upcast half precision to float32; neutralise ignored rows.
+
+    Ignored rows of ``x`` are replaced by zeros, so inf/NaN there reaches neither the loss nor
+    the gradient; their target becomes 0 (a valid index) and their weight 0.
+    """
     check_reduction(reduction)
-    x, t = _prepare(input, target, ignore_index)
-    w = _weight_for(weight, x.shape[1], x.device)
-    coef = _coefficients(target, ignore_index, w, reduction, x.dtype)
-    return x, t, coef, reduction != "none"
-
-
-# --------------------------------------------------------------------------------------------
-# reduction folded into the autograd Functions
-# --------------------------------------------------------------------------------------------
-#
-# Each loss is one autograd.Function taking a per-sample coefficient ``coef`` [N] (no grad):
-# coef_i = valid_i * weight[y_i], divided by sum_i coef_i under "mean" (0-safe).  The Function
-# returns sum_i coef_i * row_i ("mean"/"sum") or coef * rows ("none"); its backward scales the
-# analytic per-row gradient by coef.  This keeps a whole loss at one autograd node plus a few
-# [N]-sized ops, so small batches pay little dispatch overhead and large ones one pass forward
-# and one backward over [N, C] (as F.cross_entropy).
-
-
-def _coefficients(
-    target: Tensor, ignore_index: int, weight: Tensor | None, reduction: str, dtype: torch.dtype
-) -> Tensor:
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+        raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
+    check_input_target(input, target, ignore_index)
+    x = input.float() if input.dtype in (torch.float16, torch.bfloat16) else input
+    w = check_weight(weight, x.shape[1])
+    if w is not None:
+        w = w.to(device=x.device, dtype=x.dtype)
     valid = target != ignore_index
-    coef = valid.to(dtype)
-    if weight is not None:
-        safe = torch.where(valid, target, torch.zeros_like(target))
-        coef = coef * weight.to(dtype)[safe]
-    if reduction == "mean":
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    if _eager_cpu(x):
+        n_ignored = int(target.numel() - valid.sum())
+        if n_ignored == 0:
+            return _Prep(x, target, target, ignore_index, w, reduction, 0)
+    else:
+        n_ignored = None  # always mask: one elementwise op, no host synchronisation
+    x = torch.where(valid[:, None], x, zero)
+    t = torch.where(valid, target, torch.zeros_like(target))
+    return _Prep(x, t, target, ignore_index, w, reduction, n_ignored)
+
+
+def _coefficients(prep: _Prep) -> Tensor:
+    """Per-sample factor c_i with loss = sum_i c_i * row_i ("mean"/"sum") or c * rows ("none").
+
+    c_i = valid_i * weight[y_i], divided by sum_i c_i under "mean" (0 when that sum is 0, so an
+    all-ignored batch gives 0, not NaN).
+    """
+    coef = (prep.target != prep.ignore_index).to(prep.x.dtype)
+    if prep.weight is not None:
+        coef = coef * prep.weight[prep.t]
+    if prep.reduction == "mean":
         denom = coef.sum()
         coef = coef / torch.where(denom == 0, torch.ones_like(denom), denom)
     return coef
@@ -130,52 +125,32 @@ def _reduce_rows(rows: Tensor, coef: Tensor, reduce: bool) -> Tensor:
     return out.sum() if reduce else out
 
 
-def _row_grad(grad: Tensor, coef: Tensor) -> Tensor:
-    return (grad * coef)[:, None]
+def _weighted(rows: Tensor, prep: _Prep) -> Tensor:
+    """Apply weight / ignore mask / reduction to per-sample losses (autograd on [N] only)."""
+    return _reduce_rows(rows, _coefficients(prep), prep.reduction != "none")
 
 
-class _CrossEntropy(torch.autograd.Function):
-    """rows = logsumexp(x) - x_y;  d/dx = softmax(x) - onehot(y)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, target: Tensor, coef: Tensor, reduce: bool) -> Tensor:  # type: ignore[override]
-        rows = -torch.log_softmax(x, 1).gather(1, target[:, None]).squeeze(1)
-        ctx.save_for_backward(x, target, coef)
-        return _reduce_rows(rows, coef, reduce)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        x, target, coef = ctx.saved_tensors
-        g = _row_grad(grad, coef)
-        out = torch.softmax(x, 1).mul_(g)
-        out.scatter_add_(1, target[:, None], -g)
-        return out, None, None, None
+def _ce_reduced(z: Tensor, prep: _Prep) -> Tensor:
+    """Cross entropy of logits ``z`` with prep's weight / reduction / ignore rule."""
+    if prep.n_ignored == 0 and prep.t.numel() > 0:
+        # nothing ignored (and not empty): F.cross_entropy's own rule is exactly ours, and its
+        # kernels are the fastest
+        return F.cross_entropy(z, prep.t, weight=prep.weight, reduction=prep.reduction)
+    return _weighted(F.cross_entropy(z, prep.t, reduction="none"), prep)
 
 
-class _Focal(torch.autograd.Function):
-    """rows = u^gamma * n with n = -log p_y, u = 1 - p_y = -expm1(-n);
-    d rows / d n = u^gamma * (1 + gamma * n * (1 - u) / u)  (-> 0 as u -> 0 for gamma > 0)."""
+def _focal_rows(nll: Tensor, gamma: float) -> Tensor:
+    """(1 - p)^gamma * nll from nll = -log p >= 0, with a finite gradient as p -> 1.
 
-    @staticmethod
-    def forward(ctx, x: Tensor, target: Tensor, coef: Tensor, reduce: bool, gamma: float) -> Tensor:  # type: ignore[override]
-        n = -torch.log_softmax(x, 1).gather(1, target[:, None]).squeeze(1)
-        u = -torch.expm1(-n)
-        pos = u > 0
-        u_safe = torch.where(pos, u, torch.ones_like(u))
-        mod = torch.where(pos, u_safe.pow(gamma), torch.zeros_like(u))
-        dn = mod * (1 + gamma * n * (1 - u) / u_safe)
-        ctx.save_for_backward(x, target, coef, dn)
-        return _reduce_rows(mod * n, coef, reduce)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        x, target, coef, dn = ctx.saved_tensors
-        g = _row_grad(grad, coef) * dn[:, None]
-        out = torch.softmax(x, 1).mul_(g)
-        out.scatter_add_(1, target[:, None], -g)
-        return out, None, None, None, None
+    ``1 - p = -expm1(-nll)`` is accurate for p near 1; the double ``where`` keeps ``pow`` away
+    from 0, where its derivative gamma * u^(gamma - 1) is infinite for gamma < 1 (the true
+    derivative of the product, u^gamma * (1 + gamma * nll * (1 - u) / u), tends to 0 there).
+    """
+    u = -torch.expm1(-nll)
+    pos = u > 0
+    u_safe = torch.where(pos, u, torch.ones_like(u))
+    modulator = torch.where(pos, u_safe.pow(gamma), torch.zeros_like(u))
+    return modulator * nll
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,8 +190,8 @@ def cross_entropy(
     >>> cross_entropy(torch.zeros(2, 4), torch.tensor([0, 3]))
     tensor(1.3863)
     """
-    x, t, coef, reduce = _setup(input, target, ignore_index, weight, reduction)
-    return _CrossEntropy.apply(x, t, coef, reduce)
+    prep = _setup(input, target, ignore_index, weight, reduction)
+    return _ce_reduced(prep.x, prep)
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,11 +240,8 @@ def log_prior(class_counts: Tensor | Sequence[float]) -> Tensor:
     return (counts / counts.sum()).log().to(torch.float32)
 
 
-def _logit_adjusted(
-    x: Tensor, t: Tensor, coef: Tensor, reduce: bool, adjustment: Tensor
-) -> Tensor:
-    z = x + adjustment.to(device=x.device, dtype=x.dtype)
-    return _CrossEntropy.apply(z, t, coef, reduce)
+def _logit_adjusted(prep: _Prep, adjustment: Tensor) -> Tensor:
+    return _ce_reduced(prep.x + adjustment.to(device=prep.x.device, dtype=prep.x.dtype), prep)
 
 
 def logit_adjusted_loss(
@@ -311,9 +283,9 @@ def logit_adjusted_loss(
     >>> loss = logit_adjusted_loss(x, y, class_counts=[500, 50, 5], tau=1.0)
     """
     tau = _check_real(tau, "tau", minimum=0.0)
-    x, t, coef, reduce = _setup(input, target, ignore_index, weight, reduction)
-    counts = _check_counts(class_counts, x.shape[1])
-    return _logit_adjusted(x, t, coef, reduce, tau * (counts / counts.sum()).log())
+    prep = _setup(input, target, ignore_index, weight, reduction)
+    counts = _check_counts(class_counts, prep.x.shape[1])
+    return _logit_adjusted(prep, tau * (counts / counts.sum()).log())
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,10 +330,15 @@ def focal_loss(
     >>> loss = focal_loss(torch.randn(8, 5), torch.randint(0, 5, (8,)), gamma=2.0)
     """
     gamma = _check_real(gamma, "gamma", minimum=0.0)
-    x, t, coef, reduce = _setup(input, target, ignore_index, weight, reduction)
+    prep = _setup(input, target, ignore_index, weight, reduction)
+    return _focal(prep, gamma)
+
+
+def _focal(prep: _Prep, gamma: float) -> Tensor:
     if gamma == 0.0:
-        return _CrossEntropy.apply(x, t, coef, reduce)
-    return _Focal.apply(x, t, coef, reduce, gamma)
+        return _ce_reduced(prep.x, prep)
+    nll = F.cross_entropy(prep.x, prep.t, reduction="none")
+    return _weighted(_focal_rows(nll, gamma), prep)
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,42 +347,38 @@ def focal_loss(
 
 
 class _ComplementCE(torch.autograd.Function):
-    """Per-row CE + c * H(q), q = softmax over the non-target logits, analytic backward.
+    """Per-row CE + c * H(q), q = softmax of the non-target logits; analytic backward.
 
-    With t_j = x_j - max_{k != y} x_k (and t_y := 0), e_j = exp(t_j) (e_y := 0), S = sum_j e_j:
-    log q_j = t_j - log S, H = log S - sum_j e_j t_j / S,
-    nll = softplus(lse' - x_y) with lse' = max' + log S (the logsumexp of the others).
-    d/dx_j (j != y) = q_j * [(1 - p_y) - c (log q_j + H)],  d/dx_y = -(1 - p_y).
+    With x' = x with its target entry set to -inf, q = softmax(x') (one fused pass; q_y = 0),
+    lse' = logsumexp(x') = max(x') - log(max(q))   (max(q) >= 1/(K-1): no underflow),
+    H = -sum_j q_j log q_j = lse' - sum_j q_j x_j,
+    CE = lse - x_y = softplus(lse' - x_y)          (stable however close p_y is to 1).
+    d/dx_j (j != y) = q_j [(1 - p_y) - c (log q_j + H)] = q_j (alpha - c x_j),
+    alpha = (1 - p_y) - c H + c lse';  d/dx_y = -(1 - p_y),  1 - p_y = sigmoid(lse' - x_y).
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, target: Tensor, coef: Tensor, reduce: bool, c: float) -> Tensor:  # type: ignore[override]
         ty = target[:, None]
-        t = x.scatter(1, ty, float("-inf"))
-        m = t.amax(1, keepdim=True)
-        t.sub_(m)
-        e = t.exp()
-        t.scatter_(1, ty, 0.0)  # so that e * t is 0 (not 0 * -inf) at the target
-        s = e.sum(1, keepdim=True)
-        log_s = s.log()
-        h = log_s - torch.linalg.vecdot(e, t)[:, None] / s
-        d = (m + log_s - x.gather(1, ty)).squeeze(1)  # logsumexp(others) - x_y
-        rows = F.softplus(d) + c * h.squeeze(1)
+        others = x.scatter(1, ty, float("-inf"))
+        q = torch.softmax(others, 1)
+        lse_o = others.amax(1, keepdim=True) - q.amax(1, keepdim=True).log()
+        d = lse_o - x.gather(1, ty)
+        h = lse_o - torch.linalg.vecdot(q, x)[:, None]  # q_y = 0, x_y finite
+        rows = (F.softplus(d) + c * h).squeeze(1)
         ctx.c = c
-        ctx.save_for_backward(e, t, s, log_s, h, d, target, coef)
+        ctx.save_for_backward(x, q, h, d, lse_o, target, coef)
         return _reduce_rows(rows, coef, reduce)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        e, t, s, log_s, h, d, target, coef = ctx.saved_tensors
+        x, q, h, d, lse_o, target, coef = ctx.saved_tensors
         c = ctx.c
-        g = _row_grad(grad, coef)
-        one_minus_py = torch.sigmoid(d)[:, None]
-        gs = g / s
-        alpha = gs * (one_minus_py + c * (log_s - h))
-        out = torch.addcmul(alpha, t, gs, value=-c)
-        out.mul_(e)
+        g = (grad * coef)[:, None]
+        one_minus_py = torch.sigmoid(d)
+        out = x * (-c * g)
+        out.add_(g * (one_minus_py - c * h + c * lse_o)).mul_(q)
         out.scatter_(1, target[:, None], -g * one_minus_py)
         return out, None, None, None, None
 
@@ -457,19 +430,20 @@ def complement_cross_entropy(
     >>> released = complement_cross_entropy(x, y, gamma=9 / 10)     # the authors' code, K = 10
     """
     gamma = _check_real(gamma, "gamma")
-    x, t, coef, reduce = _setup(input, target, ignore_index, weight, reduction)
-    return _complement(x, t, coef, reduce, gamma)
+    prep = _setup(input, target, ignore_index, weight, reduction)
+    return _complement(prep, gamma)
 
 
-def _complement(x: Tensor, t: Tensor, coef: Tensor, reduce: bool, gamma: float) -> Tensor:
-    k = x.shape[1]
+def _complement(prep: _Prep, gamma: float) -> Tensor:
+    k = prep.x.shape[1]
     if k < 2:
         raise ValueError(
             f"input must have at least 2 classes for complement_cross_entropy, got {k}"
         )
     if gamma == 0.0:
-        return _CrossEntropy.apply(x, t, coef, reduce)
-    return _ComplementCE.apply(x, t, coef, reduce, gamma / (k - 1))
+        return _ce_reduced(prep.x, prep)
+    coef = _coefficients(prep)
+    return _ComplementCE.apply(prep.x, prep.t, coef, prep.reduction != "none", gamma / (k - 1))
 
 
 # --------------------------------------------------------------------------------------------
@@ -518,31 +492,107 @@ def check_similarity(
     return similarity
 
 
-class _SimLoss(torch.autograd.Function):
-    """-log sum_j S[y, j] p_j in log space; backward g * (softmax(x) - r), r the posterior."""
+class SimilarityTable(NamedTuple):
+    """log S prepared for the loss: dense [C, C], or the non-zero entries of each row.
+
+    ``index`` [C, K] holds the columns j with S[i, j] > 0 (padded with i itself) and
+    ``log_values`` [C, K] their log S (padding: -inf); ``index`` is None for the dense form.
+    """
+
+    log_dense: Tensor | None
+    index: Tensor | None
+    log_values: Tensor | None
+
+
+# gather only the non-zero entries when a row has at most this fraction of them
+_SPARSE_FRACTION = 0.25
+
+
+def similarity_table(similarity: Tensor) -> SimilarityTable:
+    """Precompute log S (sparse rows when S is mostly zeros, e.g. groups or ordinal)."""
+    sim = similarity.detach()
+    c = sim.shape[0]
+    nonzero = sim > 0
+    k = int(nonzero.sum(1).max()) if c > 0 else 0
+    if k > _SPARSE_FRACTION * c:
+        return SimilarityTable(sim.log(), None, None)
+    # stable sort puts the non-zero columns first, in column order
+    order = torch.sort((~nonzero).to(torch.int8), dim=1, stable=True).indices[:, :k]
+    keep = nonzero.gather(1, order)
+    rows = torch.arange(c, device=sim.device)[:, None].expand(c, k)
+    index = torch.where(keep, order, rows)
+    log_values = torch.where(keep, sim.gather(1, order).log(), float("-inf"))
+    return SimilarityTable(None, index, log_values)
+
+
+class _SimLossDense(torch.autograd.Function):
+    """rows = lse(x) - lse(z), z = x + log S[y];  d/dx = softmax(x) - softmax(z).
+
+    lse(x) - lse(z) = log_softmax(z)_y - log_softmax(x)_y (z_y = x_y): both fused, log space.
+    The backward is ``_log_softmax_backward_data(-g * r, log_softmax(x))`` = g * (p - r).
+    """
 
     @staticmethod
     def forward(ctx, x: Tensor, target: Tensor, coef: Tensor, reduce: bool, log_sim: Tensor) -> Tensor:  # type: ignore[override]
-        z = log_sim.index_select(0, target)
-        z.add_(torch.log_softmax(x, 1))  # log S[y, j] + log p_j
-        m = z.amax(1, keepdim=True)  # >= log p_y (S[y, y] = 1): finite
-        z.sub_(m).exp_()
-        s = z.sum(1, keepdim=True)
-        ctx.save_for_backward(x, z, s, coef)
-        return _reduce_rows(-(m + s.log()).squeeze(1), coef, reduce)
+        ty = target[:, None]
+        lsx = torch.log_softmax(x, 1)
+        z = log_sim.index_select(0, target).add_(x)  # log S[y, j] + x_j; -inf where S = 0
+        r = torch.softmax(z, 1)  # posterior over the credited classes
+        lse_z = z.amax(1) - r.amax(1).log()  # max(r) >= 1/C: no underflow
+        lse_x = (x.gather(1, ty) - lsx.gather(1, ty)).squeeze(1)
+        ctx.save_for_backward(lsx, r, coef)
+        return _reduce_rows(lse_x - lse_z, coef, reduce)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        x, z, s, coef = ctx.saved_tensors
-        g = _row_grad(grad, coef)
-        out = torch.softmax(x, 1).mul_(g)
-        out.addcmul_(z, -g / s)
-        return out, None, None, None, None
+        lsx, r, coef = ctx.saved_tensors
+        go = r * (-(grad * coef))[:, None]
+        return torch._log_softmax_backward_data(go, lsx, 1, lsx.dtype), None, None, None, None
 
 
-def _simloss(x: Tensor, t: Tensor, coef: Tensor, reduce: bool, log_sim: Tensor) -> Tensor:
-    return _SimLoss.apply(x, t, coef, reduce, log_sim.to(device=x.device, dtype=x.dtype))
+class _SimLossSparse(torch.autograd.Function):
+    """As _SimLossDense, with z gathered at the K non-zero columns of S[y] only ([N, K])."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx, x: Tensor, target: Tensor, coef: Tensor, reduce: bool, index: Tensor, log_values: Tensor
+    ) -> Tensor:
+        ty = target[:, None]
+        lsx = torch.log_softmax(x, 1)
+        idx = index.index_select(0, target)
+        z = x.gather(1, idx).add_(log_values.index_select(0, target))
+        lse_z = torch.logsumexp(z, 1, keepdim=True)
+        r = z.sub_(lse_z).exp_()
+        # lse(x) - lse(z) = (x_y - log_softmax(x)_y) - lse(z)
+        rows = (x.gather(1, ty) - lsx.gather(1, ty) - lse_z).squeeze(1)
+        ctx.save_for_backward(lsx, idx, r, coef)
+        return _reduce_rows(rows, coef, reduce)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        lsx, idx, r, coef = ctx.saved_tensors
+        go = torch.zeros_like(lsx).scatter_add_(1, idx, r * (-(grad * coef))[:, None])
+        out = torch._log_softmax_backward_data(go, lsx, 1, lsx.dtype)
+        return out, None, None, None, None, None
+
+
+def _simloss(prep: _Prep, table: SimilarityTable) -> Tensor:
+    x = prep.x
+    coef = _coefficients(prep)
+    reduce = prep.reduction != "none"
+    if table.index is None:
+        log_sim = table.log_dense.to(device=x.device, dtype=x.dtype)
+        return _SimLossDense.apply(x, prep.t, coef, reduce, log_sim)
+    return _SimLossSparse.apply(
+        x,
+        prep.t,
+        coef,
+        reduce,
+        table.index.to(x.device),
+        table.log_values.to(device=x.device, dtype=x.dtype),
+    )
 
 
 def simloss(
@@ -586,6 +636,6 @@ def simloss(
     >>> S = similarity.ordinal(5, reduction_factor=0.5)
     >>> loss = simloss(torch.randn(8, 5), torch.randint(0, 5, (8,)), S)
     """
-    x, t, coef, reduce = _setup(input, target, ignore_index, None, reduction)
-    sim = check_similarity(similarity, x.shape[1])
-    return _simloss(x, t, coef, reduce, sim.log())
+    prep = _setup(input, target, ignore_index, None, reduction)
+    sim = check_similarity(similarity, prep.x.shape[1])
+    return _simloss(prep, similarity_table(sim))

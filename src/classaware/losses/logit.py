@@ -57,7 +57,7 @@ class _LogitLoss(nn.Module):
         if takes_weight:
             self.register_buffer("weight", _as_weight(weight))
 
-    def _setup(self, input: Tensor, target: Tensor, weight: Tensor | None = None):
+    def _setup(self, input: Tensor, target: Tensor, weight: Tensor | None = None) -> F_logit._Prep:
         return F_logit._setup(input, target, self.ignore_index, weight, self.reduction)
 
     def extra_repr(self) -> str:
@@ -96,8 +96,8 @@ class CrossEntropyLoss(_LogitLoss):
         super().__init__(weight=weight, reduction=reduction, ignore_index=ignore_index)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        x, t, coef, reduce = self._setup(input, target, self.weight)
-        return F_logit._CrossEntropy.apply(x, t, coef, reduce)
+        prep = self._setup(input, target, self.weight)
+        return F_logit._ce_reduced(prep.x, prep)
 
 
 class FocalLoss(_LogitLoss):
@@ -134,10 +134,7 @@ class FocalLoss(_LogitLoss):
         self.gamma = F_logit._check_real(gamma, "gamma", minimum=0.0)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        x, t, coef, reduce = self._setup(input, target, self.weight)
-        if self.gamma == 0.0:
-            return F_logit._CrossEntropy.apply(x, t, coef, reduce)
-        return F_logit._Focal.apply(x, t, coef, reduce, self.gamma)
+        return F_logit._focal(self._setup(input, target, self.weight), self.gamma)
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}, " + super().extra_repr()
@@ -182,8 +179,7 @@ class ComplementCrossEntropy(_LogitLoss):
         self.gamma = F_logit._check_real(gamma, "gamma")
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        x, t, coef, reduce = self._setup(input, target, self.weight)
-        return F_logit._complement(x, t, coef, reduce, self.gamma)
+        return F_logit._complement(self._setup(input, target, self.weight), self.gamma)
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}, " + super().extra_repr()
@@ -235,13 +231,13 @@ class LogitAdjustedLoss(_LogitLoss):
         self.register_buffer("log_prior", (counts / counts.sum()).log())
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        x, t, coef, reduce = self._setup(input, target, self.weight)
-        if self.log_prior.shape[0] != x.shape[1]:
+        prep = self._setup(input, target, self.weight)
+        if self.log_prior.shape[0] != prep.x.shape[1]:
             raise ValueError(
                 f"class_counts has {self.log_prior.shape[0]} entries but the input has "
-                f"{x.shape[1]} classes"
+                f"{prep.x.shape[1]} classes"
             )
-        return F_logit._logit_adjusted(x, t, coef, reduce, self.tau * self.log_prior)
+        return F_logit._logit_adjusted(prep, self.tau * self.log_prior)
 
     def extra_repr(self) -> str:
         return f"num_classes={self.log_prior.shape[0]}, tau={self.tau}, " + super().extra_repr()
@@ -273,7 +269,6 @@ class SimLoss(_LogitLoss):
     """
 
     similarity: Tensor
-    log_similarity: Tensor
 
     def __init__(
         self,
@@ -287,24 +282,30 @@ class SimLoss(_LogitLoss):
         )
         sim = F_logit.check_similarity(similarity).detach().clone()
         self.register_buffer("similarity", sim)
-        self.register_buffer("log_similarity", sim.log(), persistent=False)
+        self._set_table(sim)
+
+    def _set_table(self, sim: Tensor) -> None:
+        # log S cached as non-persistent buffers (they follow .to(device)); sparse rows when S
+        # is mostly zeros (groups, ordinal with a small factor)
+        table = F_logit.similarity_table(sim)
+        for name, value in zip(("log_dense", "sparse_index", "sparse_log_values"), table):
+            self.register_buffer(name, value, persistent=False)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
         key = prefix + "similarity"
         if key in state_dict:
-            sim = F_logit.check_similarity(state_dict[key])
-            self.similarity = sim.detach().clone().to(self.similarity.device)
-            self.log_similarity = self.similarity.log()
+            sim = F_logit.check_similarity(state_dict[key]).detach().clone()
+            self.similarity = sim.to(self.similarity.device)
+            self._set_table(self.similarity)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        x, t, coef, reduce = self._setup(input, target)
-        c = self.log_similarity.shape[0]
-        if c != x.shape[1]:
-            raise ValueError(
-                f"similarity is {c} x {c} but the input has {x.shape[1]} classes"
-            )
-        return F_logit._simloss(x, t, coef, reduce, self.log_similarity)
+        prep = self._setup(input, target)
+        c = self.similarity.shape[0]
+        if c != prep.x.shape[1]:
+            raise ValueError(f"similarity is {c} x {c} but the input has {prep.x.shape[1]} classes")
+        table = F_logit.SimilarityTable(self.log_dense, self.sparse_index, self.sparse_log_values)
+        return F_logit._simloss(prep, table)
 
     def extra_repr(self) -> str:
         return f"num_classes={self.similarity.shape[0]}, " + super().extra_repr()
