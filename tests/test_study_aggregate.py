@@ -148,3 +148,14 @@ def test_aggregate_over_variants_and_seeds():
     agg2 = aggregate(recs, variants=["ce", "w", "bad"], baseline="ce", tolerance_points=2.0)
     assert agg2["variants"]["bad"]["accuracy_kept"] is False
     assert agg2["variants"]["bad"]["diff"]["accuracy"]["p"] is None  # n = 1
+
+
+def test_shot_accuracies_only_when_the_set_is_imbalanced():
+    names = ["a", "b"]
+    f = _final([[8, 2], [1, 9]], names)
+    f["test"].update(many_shot_accuracy=0.8, medium_shot_accuracy=None, few_shot_accuracy=0.9)
+    m = run_metrics(f)
+    assert m["many_shot_accuracy"] == 0.8 and m["few_shot_accuracy"] == 0.9
+    assert "medium_shot_accuracy" not in m
+    f["test"].update(few_shot_accuracy=None)  # every class many-shot: same as the accuracy
+    assert not any(k.endswith("shot_accuracy") for k in run_metrics(f))

@@ -165,7 +165,8 @@ def run_metrics(final: dict[str, Any], *, split: str = "test", important: Sequen
     """Flat scalar metrics of one run from its final.json (fractions in [0, 1]).
 
     Keys: ``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``recall[<class>]`` and
-    ``precision[<class>]`` for each important class, the shot accuracies present, and with
+    ``precision[<class>]`` for each important class, the shot accuracies present (when at least
+    two of many/medium/few have classes), and with
     ``groups`` ``group_accuracy`` / ``group_accuracy_mistakes`` (``classaware.metrics.group_accuracy``
     of the confusion matrix), with ``ordinal`` ``mean_abs_class_error``.
     """
@@ -179,8 +180,9 @@ def run_metrics(final: dict[str, Any], *, split: str = "test", important: Sequen
         nm = names[i]
         out[f"recall[{nm}]"] = _num(rec[i]) if i < len(rec) else None
         out[f"precision[{nm}]"] = _num(prec[i]) if i < len(prec) else None
-    for k in SHOTS:
-        if m.get(k) is not None:
+    shots = [k for k in SHOTS if m.get(k) is not None]
+    if len(shots) >= 2:  # one bucket only (a balanced set): it would just repeat the accuracy
+        for k in shots:
             out[k] = _num(m.get(k))
     cm = m.get("confusion_matrix")
     if groups and cm is not None:

@@ -508,6 +508,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em a
 padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:0.85em}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}
+td{white-space:nowrap}.scroll{overflow-x:auto}
 th{background:#eef1f6}td:first-child,th:first-child{text-align:left}
 img{max-width:100%;display:block;margin:1em 0}
 p{line-height:1.45}
@@ -528,11 +529,11 @@ def render_html(blocks: list[tuple[Any, ...]], *, title: str) -> str:
         elif kind == "pre":
             parts.append(f"<pre>{e(blk[1])}</pre>")
         elif kind == "table":
-            parts.append("<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in blk[1])
+            parts.append("<div class=\"scroll\"><table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in blk[1])
                          + "</tr></thead><tbody>")
             for r in blk[2]:
                 parts.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>")
-            parts.append("</tbody></table>")
+            parts.append("</tbody></table></div>")
         elif kind == "img":
             data = base64.b64encode(Path(blk[1]).read_bytes()).decode("ascii")
             parts.append(f"<figure><img alt=\"{e(blk[2])}\" src=\"data:image/png;base64,{data}\">"
