@@ -46,6 +46,7 @@ def test_short_form_and_sets():
                    sets=[("data.name", "digits"), ("loss.important_classes", [3]),
                          ("study.baseline", "camri"), ("study.accuracy_tolerance", 1)])
     assert [v.name for v in s.variants] == ["ce", "camri"]
+    assert s.name == "ce-camri"  # names the default output directory runs/ce-camri
     assert s.seeds == [0, 1, 2] and s.baseline == "camri" and s.accuracy_tolerance == 1.0
     assert s.important == [3]
     assert s.run_config("camri", 2)["model"]["head"] == "cosine"

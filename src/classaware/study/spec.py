@@ -347,7 +347,7 @@ def load_study(
         raise ConfigError(f"study.groups: expected a list of non-empty lists of classes, got {groups!r}")
     if not isinstance(settings["ordinal"], bool):
         raise ConfigError(f"study.ordinal: expected true or false, got {settings['ordinal']!r}")
-    name = settings["name"] or "study"
+    name = settings["name"] or ("-".join(names)[:60].rstrip("-.") if source is None else "study")
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise ConfigError(f"study.name: expected a file-name-safe string, got {name!r}")
     return Study(
