@@ -128,7 +128,7 @@ def threshold_analysis(records: list[RunRecord], *, important: list[str], class_
             if val_n and int((o["val_targets"] == k).sum()):
                 ops = thr.operating_points(o["val_outputs"], o["val_targets"], o["test_outputs"],
                                            o["test_targets"], k, targets)
-            elif not notes or "no validation" not in notes[-1]:
+            else:
                 notes.append(f"{r.name}: no validation samples of {cname}; no bias chosen")
             runs[r.name] = {"variant": r.variant, "seed": r.seed, "own": own, "ops": ops}
             if r.variant == baseline:
