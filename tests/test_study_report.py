@@ -29,11 +29,11 @@ def _fake_outputs(rng, n, push_important):
 
 
 def write_fake_run(run_dir: Path, *, seed: int, push: float, cosine: bool = False,
-                   epochs: int = 3) -> None:
+                   epochs: int = 3, n_val: int = 200) -> None:
     """A finished run directory as the trainer writes it (see docs/ARCHITECTURE.md)."""
     rng = np.random.default_rng(1000 + seed * 7 + int(push * 100))
     run_dir.mkdir(parents=True, exist_ok=True)
-    vo, vy = _fake_outputs(rng, 200, push)
+    vo, vy = _fake_outputs(rng, n_val, push)
     to, ty = _fake_outputs(rng, 400, push)
     np.savez(run_dir / "outputs.npz", val_outputs=vo, val_targets=vy, test_outputs=to,
              test_targets=ty)
@@ -170,3 +170,15 @@ def test_report_without_finished_runs(tmp_path):
     assert "0 of 6 runs finished" in (tmp_path / "report.md").read_text()
     rows = list(csv.DictReader(open(tmp_path / "report.csv")))
     assert {r["status"] for r in rows} == {"missing"}
+
+
+def test_threshold_without_validation_set(tmp_path):
+    from classaware.study.report import threshold_table
+
+    study = make_study(seeds=(0,))
+    for p in plan_runs(study, tmp_path):
+        write_fake_run(p.run_dir, seed=0, push=0.5, n_val=0)
+    a = analyze(study, tmp_path)
+    assert any("no validation samples of two" in n for n in a["threshold"]["two"]["notes"])
+    _, rows = threshold_table(a, "two")
+    assert rows[0][-2:] == ["unreached", "unreached"]
