@@ -95,9 +95,9 @@ def _setup(
     valid = target != ignore_index
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
     if _eager_cpu(x):
-        n_ignored = int(target.numel() - valid.sum())
-        if n_ignored == 0:
+        if bool(valid.all()):
             return _Prep(x, target, target, ignore_index, w, reduction, 0)
+        n_ignored = int(target.numel() - valid.sum())
     else:
         n_ignored = None  # always mask: one elementwise op, no host synchronisation
     x = torch.where(valid[:, None], x, zero)
@@ -111,6 +111,10 @@ def _coefficients(prep: _Prep) -> Tensor:
     c_i = valid_i * weight[y_i], divided by sum_i c_i under "mean" (0 when that sum is 0, so an
     all-ignored batch gives 0, not NaN).
     """
+    n = prep.t.shape[0]
+    if prep.n_ignored == 0 and prep.weight is None:  # the common case, in one op
+        value = 1.0 / n if prep.reduction == "mean" and n > 0 else 1.0
+        return torch.full((n,), value, dtype=prep.x.dtype, device=prep.x.device)
     coef = (prep.target != prep.ignore_index).to(prep.x.dtype)
     if prep.weight is not None:
         coef = coef * prep.weight[prep.t]
