@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import math
 import operator
 from collections.abc import Mapping, Sequence
@@ -113,7 +114,9 @@ def _resolve(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
         raise ConfigError(f"model: expected a table of settings, got {type(cfg).__name__}")
     unknown = sorted(set(cfg) - set(MODEL_DEFAULTS))
     if unknown:
-        raise ConfigError(f"model.{unknown[0]}: unknown key (known keys: "
+        close = difflib.get_close_matches(str(unknown[0]), list(MODEL_DEFAULTS), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"model.{unknown[0]}: unknown key ({hint}known keys: "
                           f"{', '.join(MODEL_DEFAULTS)})")
     out = copy.deepcopy(MODEL_DEFAULTS)
     out.update(copy.deepcopy(dict(cfg)))
