@@ -20,7 +20,8 @@ from classaware.models import (
     validate_model_config,
 )
 
-SHAPES = {"small_cnn": (1, 28, 28), "resnet32": (3, 32, 32), "camri_cnn": (3, 32, 32),
+# small inputs keep the suite fast; every backbone pools adaptively
+SHAPES = {"small_cnn": (1, 28, 28), "resnet32": (3, 16, 16), "camri_cnn": (3, 12, 12),
           "mlp": (20,)}
 FEATURE_DIM = {"small_cnn": 128, "resnet32": 64, "camri_cnn": 512, "mlp": 256}
 
@@ -37,11 +38,11 @@ def test_output_shapes_every_backbone_and_head(name, head):
     assert isinstance(model, Classifier)
     assert (model.name, model.head_type, model.num_classes) == (name, head, 7)
     assert model.feature_dim == FEATURE_DIM[name]
-    x = torch.randn(3, *SHAPES[name])
+    x = torch.randn(2, *SHAPES[name])
     feats = model.features(x)
     out = model(x)
-    assert feats.shape == (3, FEATURE_DIM[name])
-    assert out.shape == (3, 7)
+    assert feats.shape == (2, FEATURE_DIM[name])
+    assert out.shape == (2, 7)
     assert torch.isfinite(out).all()
     if head == "linear":
         assert isinstance(model.head, nn.Linear)
@@ -121,9 +122,9 @@ def test_channels_last_forward_equals_contiguous(name):
     # non-trivial BN statistics, then compare in eval mode
     model.train()
     with torch.no_grad():
-        model(torch.randn(8, *SHAPES[name]))
+        model(torch.randn(4, *SHAPES[name]))
     model.eval()
-    x = torch.randn(4, *SHAPES[name])
+    x = torch.randn(3, *SHAPES[name])
     with torch.no_grad():
         ref = model(x)
         model_cl = model.to(memory_format=torch.channels_last)
@@ -158,9 +159,9 @@ def test_mlp_options():
 
 def test_small_cnn_learns_a_tiny_problem():
     torch.manual_seed(0)
-    x = torch.randn(64, 1, 12, 12)
-    y = (x[:, 0, :6].mean(dim=(1, 2)) > x[:, 0, 6:].mean(dim=(1, 2))).long()
-    model = build_model({"name": "small_cnn"}, (1, 12, 12), 2)
+    x = torch.randn(48, 1, 8, 8)
+    y = (x[:, 0, :4].mean(dim=(1, 2)) > x[:, 0, 4:].mean(dim=(1, 2))).long()
+    model = build_model({"name": "small_cnn"}, (1, 8, 8), 2)
     opt = torch.optim.Adam(model.parameters(), 1e-2)
     first = None
     for _ in range(30):
