@@ -47,6 +47,7 @@ def _lines(run_dir):
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():
         rec = json.loads(line)
         rec.pop("seconds")
+        rec.pop("train_seconds")
         out.append(rec)
     return out
 

@@ -98,6 +98,25 @@ def shard_batch(idx: Tensor, rank: int, world_size: int) -> Tensor:
     return idx[rank::world_size]
 
 
+def global_mean_scale(local_targets: Tensor, global_targets: Tensor, weight: Tensor | None,
+                      world_size: int) -> Tensor:
+    """Factor that turns a rank's (weighted) mean loss into its share of the global mean.
+
+    Every loss reduces with the weighted mean ``sum_i w_i l_i / sum_i w_i`` (``w_i = 1`` without
+    class weights).  DDP averages the ranks' gradients, so multiplying rank ``r``'s mean by
+    ``W * sum_{i in r} w_i / sum_{i in batch} w_i`` makes that average exactly the gradient of
+    the global batch's weighted mean, for unequal shards and for DRW weights alike.  Computed on
+    the device from the targets every rank already has (no communication, no host sync).
+    """
+    if weight is None:
+        return torch.tensor(world_size * local_targets.shape[0] / max(1, global_targets.shape[0]),
+                            device=local_targets.device)
+    w = weight.to(local_targets.device)
+    total = w[global_targets].sum()
+    return world_size * w[local_targets].sum() / torch.where(total != 0, total,
+                                                            torch.ones_like(total))
+
+
 def shard_range(n: int, rank: int, world_size: int) -> tuple[int, int]:
     """Contiguous ``[start, stop)`` of ``n`` items for evaluation on ``rank``."""
     per = -(-n // max(world_size, 1))

@@ -484,13 +484,17 @@ def run_training(cfg: dict, out_dir: str | Path, *, resume: bool = False,
         torch.set_num_threads(int(tc["num_threads"]))
 
     try:
-        # ---- the run directory ---------------------------------------------------------------
-        if resume:
-            if not (ckpt_dir / "last.pt").is_file():
-                raise ConfigError(f"--resume: no checkpoint at {ckpt_dir / 'last.pt'}")
-        elif (run_dir / "metrics.jsonl").exists() or (ckpt_dir / "last.pt").exists():
-            raise ConfigError(f"{run_dir} already holds a run; use --resume to continue it or "
-                              "choose another --out")
+        # ---- the run directory (only rank 0 looks at it; the verdict is shared) -------------
+        problem = None
+        if main and resume and not (ckpt_dir / "last.pt").is_file():
+            problem = f"--resume: no checkpoint at {ckpt_dir / 'last.pt'}"
+        elif main and not resume and ((run_dir / "metrics.jsonl").exists()
+                                      or (ckpt_dir / "last.pt").exists()):
+            problem = (f"{run_dir} already holds a run; use --resume to continue it or choose "
+                       "another --out")
+        problem = dist_utils.broadcast_object(problem, info)
+        if problem:
+            raise ConfigError(str(problem))
 
         # ---- seed, data, model, loss, optimizer ----------------------------------------------
         seed_everything(seed)
@@ -611,8 +615,8 @@ def run_training(cfg: dict, out_dir: str | Path, *, resume: bool = False,
                     bar = tqdm(total=steps_per_epoch, initial=step, leave=False,
                                desc=f"epoch {epoch + 1}/{epochs}", dynamic_ncols=True)
                 while step < steps_per_epoch:
-                    idx = perm[step * batch_size:(step + 1) * batch_size]
-                    idx = dist_utils.shard_batch(idx, info.rank, info.world_size)
+                    idx_global = perm[step * batch_size:(step + 1) * batch_size]
+                    idx = dist_utils.shard_batch(idx_global, info.rank, info.world_size)
                     xb, yb = x_train[idx], y_train[idx]
                     if crop_padding or flip:
                         xb = augment_batch(xb, crop_padding=crop_padding, flip=flip,
@@ -625,10 +629,22 @@ def run_training(cfg: dict, out_dir: str | Path, *, resume: bool = False,
                         out = train_model(xb)
                     loss = loss_fn(out.float(), yb)
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    if info.enabled:
+                        # DDP averages gradients over ranks; rescale each rank's (weighted) mean
+                        # so the average is the weighted mean of the whole global batch
+                        loss_w = getattr(loss_fn, "weight", None)
+                        loss_scale = dist_utils.global_mean_scale(
+                            yb, y_train[idx_global].to(device, non_blocking=True), loss_w,
+                            info.world_size)
+                        loss = loss * loss_scale
+                        loss.backward()
+                        batch_loss = loss.detach().double() * (idx_global.shape[0] / info.world_size)
+                    else:
+                        loss.backward()
+                        batch_loss = loss.detach().double() * yb.shape[0]
                     optimizer.step()
                     # running statistics: on the device, no host sync
-                    loss_sum += loss.detach().double() * yb.shape[0]
+                    loss_sum += batch_loss  # summed over ranks: global mean x batch size
                     seen += yb.shape[0]
                     cm.index_add_(0, yb * C + out.detach().argmax(1), ones[:yb.shape[0]])
                     step += 1
