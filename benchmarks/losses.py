@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import math
+import random
 import statistics
 import sys
 import time
@@ -213,13 +214,15 @@ def keep_freed_memory() -> bool:
 def time_interleaved(
     fns: dict[str, Callable[[], None]], reps: int, warmup: int, device
 ) -> dict[str, float]:
-    """Median seconds per call of each fn, calls interleaved (rotating order) rep by rep."""
+    """Median seconds per call of each fn, calls interleaved (shuffled order) round by round."""
     names = list(fns)
     clock = CLOCK if device.type == "cpu" else time.perf_counter
     samples: dict[str, list[float]] = {n: [] for n in names}
+    rng = random.Random(0)
     for r in range(warmup + reps):
-        k = r % len(names)
-        for n in names[k:] + names[:k]:
+        order = names[:]
+        rng.shuffle(order)  # a fresh order each round: no function always follows the same one
+        for n in order:
             _sync(device)
             t0 = clock()
             fns[n]()
