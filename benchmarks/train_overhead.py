@@ -20,7 +20,7 @@ The overhead is ``(bare / harness - 1) * 100%``.
 
 Usage::
 
-    python benchmarks/train_overhead.py                    # Fashion-MNIST small_cnn, 10k images
+    python benchmarks/train_overhead.py                    # Fashion-MNIST small_cnn, 5k images
     python benchmarks/train_overhead.py --data digits --model mlp --max-train 0
 """
 
@@ -47,6 +47,8 @@ def make_cfg(args: argparse.Namespace) -> dict:
     data = {"name": args.data, "val_fraction": args.val_fraction}
     if args.max_train:
         data["max_train"] = args.max_train
+    if args.max_test:
+        data["max_test"] = args.max_test
     return load_config({
         "seed": 0, "data": data, "model": {"name": args.model},
         "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
@@ -97,11 +99,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="fashion-mnist")
     ap.add_argument("--model", default="small_cnn")
-    ap.add_argument("--max-train", type=int, default=10000, help="0 = the whole training set")
+    ap.add_argument("--max-train", type=int, default=5000, help="0 = the whole training set")
+    ap.add_argument("--max-test", type=int, default=2000, help="0 = the whole test set")
     ap.add_argument("--val-fraction", type=float, default=0.1)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=4)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0 = default)")
     args = ap.parse_args()

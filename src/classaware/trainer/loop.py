@@ -731,8 +731,7 @@ def run_training(cfg: dict, out_dir: str | Path, *, resume: bool = False,
         if stopped:
             if main:
                 print(f"classaware: interrupted; checkpoints/last.pt saved. Continue with:\n"
-                      f"  classaware train --config {run_dir / 'config.toml'} --out {run_dir} "
-                      f"--resume", file=sys.stderr, flush=True)
+                      f"  classaware train --out {run_dir} --resume", file=sys.stderr, flush=True)
             dist_utils.barrier(info)
             return RunResult(run_dir, cfg, {})
 
