@@ -93,14 +93,13 @@ def _setup(
     if w is not None:
         w = w.to(device=x.device, dtype=x.dtype)
     valid = target != ignore_index
-    zero = torch.zeros((), dtype=x.dtype, device=x.device)
     if _eager_cpu(x):
         if bool(valid.all()):
             return _Prep(x, target, target, ignore_index, w, reduction, 0)
         n_ignored = int(target.numel() - valid.sum())
     else:
         n_ignored = None  # always mask: one elementwise op, no host synchronisation
-    x = torch.where(valid[:, None], x, zero)
+    x = torch.where(valid[:, None], x, torch.zeros((), dtype=x.dtype, device=x.device))
     t = torch.where(valid, target, torch.zeros_like(target))
     return _Prep(x, t, target, ignore_index, w, reduction, n_ignored)
 
