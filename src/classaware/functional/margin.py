@@ -31,6 +31,7 @@ inf/NaN; an all-ignored batch gives 0 under ``"mean"``).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -75,28 +76,32 @@ def _angular(c, m, kind: str, scale: float, xp):  # noqa: ANN001 - torch or nump
     """Target logit ``s·psi(c)`` and its derivative ``s·psi'(c)`` for the angular margins.
 
     ``xp`` is ``torch`` or ``numpy``: the same formulas run on tensors (CUDA, compile) or on
-    NumPy views of CPU tensors (eager CPU: a NumPy call on N numbers costs a third of an op).
+    NumPy views of CPU tensors (eager CPU: a NumPy ufunc on N numbers costs far less than a
+    torch op).  ``m`` is a float or a per-sample array.
     """
     if isinstance(m, float):
         cos_m, sin_m = math.cos(m), math.sin(m)
     else:
         cos_m, sin_m = xp.cos(m), xp.sin(m)
-    cc = xp.clip(c, -1.0, 1.0)
-    sin_t = xp.sqrt(xp.clip(1.0 - cc * cc, 0.0, None))
-    # cos(theta + m) = cos(theta) cos(m) - sin(theta) sin(m); c (unclamped) keeps m = 0 exact
-    phi = c * cos_m - sin_t * sin_m
+    s_cos_m, s_sin_m = cos_m * scale, sin_m * scale
+    cc = xp.minimum(xp.maximum(c, -1.0), 1.0) if xp is np else c.clamp(-1.0, 1.0)
+    sin_t = xp.sqrt(1.0 - cc * cc)  # >= 0: |cc| <= 1 so cc * cc <= 1 exactly
+    # s cos(theta + m) = s (cos(theta) cos(m) - sin(theta) sin(m)); c (unclamped) keeps m = 0
+    # exactly cross entropy on s·cos
+    t = c * s_cos_m - sin_t * s_sin_m
     floor = _sin_floor(c.dtype)
-    dphi = cc * sin_m / xp.clip(sin_t, floor, None) + cos_m
+    sin_safe = xp.maximum(sin_t, floor) if xp is np else sin_t.clamp_min(floor)
+    d = cc * s_sin_m / sin_safe + s_cos_m
     if kind == _ARCFACE:
         # insightface: th = cos(pi - m) = -cos(m), mm = sin(pi - m) * m = m sin(m)
         keep = c > -cos_m
-        phi = xp.where(keep, phi, c - m * sin_m)
-        dphi = xp.where(keep, dphi, 1.0)
+        t = xp.where(keep, t, (c - m * sin_m) * scale)
+        d = xp.where(keep, d, scale)
     elif kind == _ARCFACE_EASY:
         keep = c > 0
-        phi = xp.where(keep, phi, c)
-        dphi = xp.where(keep, dphi, 1.0)
-    return phi * scale, dphi * scale
+        t = xp.where(keep, t, c * scale)
+        d = xp.where(keep, d, scale)
+    return t, d
 
 
 class _MarginCrossEntropy(torch.autograd.Function):
@@ -184,6 +189,19 @@ class _MarginCrossEntropy(torch.autograd.Function):
         return gz, None, None, None
 
 
+@functools.lru_cache(maxsize=64)
+def _row_starts(n: int, num_classes: int) -> np.ndarray:
+    starts = np.arange(n, dtype=np.int64) * num_classes
+    starts.flags.writeable = False
+    return starts
+
+
+def _as_numpy(t: Tensor, dtype: torch.dtype) -> np.ndarray:
+    if t.dtype != dtype or t.requires_grad or t.device.type != "cpu":
+        t = t.detach().to("cpu", dtype)
+    return t.numpy()
+
+
 def _forward_numpy(ctx, cosine, target, z, m, scale, kind, extra, lam, weight, reduction,
                    ignore_index, all_valid, check) -> Tensor:  # noqa: ANN001
     """Eager-CPU forward: [N, C] work in torch, the per-sample work in NumPy on views."""
@@ -200,17 +218,17 @@ def _forward_numpy(ctx, cosine, target, z, m, scale, kind, extra, lam, weight, r
             zn[~valid] = 0.0  # ignored rows may hold inf/NaN
     if check and n > 0:
         bound = scale * (1.0 + COSINE_TOLERANCE)
-        if not (float(z.amin()) >= -bound and float(z.amax()) <= bound):
+        if not (zn.min() >= -bound and zn.max() <= bound):  # NaN compares False
             raise ValueError(COSINE_MESSAGE)
-    flat = np.arange(n) * num_classes + tg
+    flat = _row_starts(n, num_classes) + tg  # flat index of each row's target entry
     if cosine.dtype == z.dtype:
         c = cosine.detach().numpy().reshape(-1)[flat]
-    else:  # half input: read the target cosines from z (exact: s is applied in float32)
+    else:  # half input: the target cosines from z (the float32 value, within one rounding)
         c = zn.reshape(-1)[flat] / scale
     if valid is not None:
         c = np.where(valid, c, 0.0).astype(npd)
     if isinstance(m, Tensor):
-        m = m.detach().to("cpu", z.dtype).numpy()[tg]
+        m = _as_numpy(m, z.dtype)[tg]
     e = None
     if kind == _ADDITIVE:
         if extra is not None and num_classes > 1 and n > 0:
@@ -218,7 +236,7 @@ def _forward_numpy(ctx, cosine, target, z, m, scale, kind, extra, lam, weight, r
             # NumPy's argmax is SIMD-vectorised (torch's row argmax on the CPU is scalar);
             # both return the first index of the maximum (ties: lowest index)
             j_hat = np.argmax(zn, axis=1)
-            m = m + lam * extra.detach().to("cpu", z.dtype).numpy()[j_hat]
+            m = m + lam * _as_numpy(extra, z.dtype)[j_hat]
         t = (c - m) * scale
     else:
         t, d = _angular(c, m, kind, scale, np)
@@ -230,7 +248,7 @@ def _forward_numpy(ctx, cosine, target, z, m, scale, kind, extra, lam, weight, r
     if kind != _ADDITIVE:
         e = np.expm1(lp_y) * d
     if weight is not None:
-        coef = weight.detach().to("cpu", z.dtype).numpy()[tg]
+        coef = _as_numpy(weight, z.dtype)[tg]
         if valid is not None:
             coef = np.where(valid, coef, 0.0).astype(npd)
     elif valid is not None:
@@ -668,6 +686,32 @@ def _ldam_delta(
             f"class_counts has {counts.shape[0]} entries but input has {num_classes} classes"
         )
     return ldam_margins(counts, max_margin).to(device)
+
+
+def ldam_from_margins(
+    cosine: Tensor,
+    target: Tensor,
+    margins: Tensor,
+    scale: float,
+    lam: float = 0.0,
+    *,
+    weight: Tensor | None,
+    reduction: str,
+    ignore_index: int,
+) -> Tensor:
+    """:func:`ldam_loss` (``lam = 0``) or :func:`elm_loss` from an already validated ``[C]``
+    margin tensor (used by LDAMLoss / ELMLoss, whose buffers were checked at construction)."""
+    scale, weight, all_valid = _common(cosine, target, scale, weight, reduction, ignore_index)
+    if margins.shape[0] != cosine.shape[1]:
+        raise ValueError(
+            f"margins must have one entry per class ({cosine.shape[1]}), "
+            f"got {margins.shape[0]} (from class_counts)"
+        )
+    return _margin_ce(
+        cosine, target, margins, scale, _ADDITIVE,
+        weight=weight, reduction=reduction, ignore_index=ignore_index, all_valid=all_valid,
+        extra_margins=margins if lam != 0.0 else None, lam=lam,
+    )
 
 
 def ldam_loss(

@@ -108,6 +108,8 @@ class CAMRILoss(_MarginLoss):
         self.register_buffer("important_classes", torch.tensor(imp, dtype=torch.int64))
         self.register_buffer("margin", torch.tensor(margins, dtype=torch.float32))
         self._max_important = max(imp) if imp else -1
+        self._cache_key: tuple | None = None
+        self._cache: Tensor | None = None
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         if input.dim() == 2 and self._max_important >= input.shape[1]:
@@ -115,11 +117,25 @@ class CAMRILoss(_MarginLoss):
                 f"important_classes must be class indices in [0, {input.shape[1]}), "
                 f"got {self._max_important}"
             )
-        per_class = F.camri_margins(self.important_classes, self.margin, input.shape[-1], input)
+        per_class = self._per_class_margins(input)
         return F.camri_from_margins(
             input, target, per_class, self.scale,
             weight=self.weight, reduction=self.reduction, ignore_index=self.ignore_index,
         )
+
+    def _per_class_margins(self, input: Tensor) -> Tensor:
+        """The ``[C]`` margin vector, rebuilt only when C, device, dtype or the buffers change."""
+        if torch.compiler.is_compiling():
+            return F.camri_margins(self.important_classes, self.margin, input.shape[-1], input)
+        key = (
+            input.shape[-1], input.device, input.dtype == torch.float64,
+            self.important_classes.data_ptr(), self.important_classes._version,
+            self.margin.data_ptr(), self.margin._version,
+        )
+        if self._cache_key != key:
+            self._cache = F.camri_margins(self.important_classes, self.margin, key[0], input)
+            self._cache_key = key
+        return self._cache
 
     def extra_repr(self) -> str:
         return (
@@ -275,8 +291,8 @@ class LDAMLoss(_MarginLoss):
             )
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return F.ldam_loss(
-            input, target, None, self.max_margin, self.scale, margins=self.margins,
+        return F.ldam_from_margins(
+            input, target, self.margins, self.scale,
             weight=self.weight, reduction=self.reduction, ignore_index=self.ignore_index,
         )
 
@@ -329,8 +345,8 @@ class ELMLoss(LDAMLoss):
         self.lam = F._check_lam(lam)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return F.elm_loss(
-            input, target, None, self.max_margin, self.lam, self.scale, margins=self.margins,
+        return F.ldam_from_margins(
+            input, target, self.margins, self.scale, self.lam,
             weight=self.weight, reduction=self.reduction, ignore_index=self.ignore_index,
         )
 
