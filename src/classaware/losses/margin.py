@@ -163,9 +163,9 @@ class ArcFaceLoss(_MarginLoss):
     Examples
     --------
     >>> import torch
-    >>> loss = ArcFaceLoss(margin=0.3, scale=32.0)
-    >>> round(loss(torch.tensor([[0.9, 0.1]]), torch.tensor([0])).item(), 4)
-    0.0063
+    >>> loss = ArcFaceLoss(margin=0.3, scale=8.0)
+    >>> round(loss(torch.tensor([[0.5, 0.3]]), torch.tensor([0])).item(), 4)
+    1.0544
     """
 
     def __init__(
@@ -211,8 +211,8 @@ class CosFaceLoss(_MarginLoss):
     --------
     >>> import torch
     >>> loss = CosFaceLoss(margin=0.2, scale=16.0)
-    >>> round(loss(torch.tensor([[0.9, 0.1]]), torch.tensor([0])).item(), 4)
-    0.0001
+    >>> round(loss(torch.tensor([[0.5, 0.3]]), torch.tensor([0])).item(), 4)
+    0.6931
     """
 
     def __init__(
@@ -322,9 +322,9 @@ class ELMLoss(LDAMLoss):
     --------
     >>> import torch
     >>> loss = ELMLoss(class_counts=[500, 50, 5], lam=1.0)
-    >>> cos = torch.tensor([[0.9, 0.2, 0.1]])
+    >>> cos = torch.tensor([[0.5, 0.4, 0.1]])
     >>> round(loss(cos, torch.tensor([0])).item(), 4)
-    0.0045
+    10.1787
     """
 
     def __init__(
