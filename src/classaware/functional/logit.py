@@ -87,11 +87,13 @@ def _setup(
     check_reduction(reduction)
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
         raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
-    check_input_target(input, target, ignore_index)
+    none_ignored = check_input_target(input, target, ignore_index)
     x = input.float() if input.dtype in (torch.float16, torch.bfloat16) else input
     w = check_weight(weight, x.shape[1])
     if w is not None:
         w = w.to(device=x.device, dtype=x.dtype)
+    if none_ignored is True:  # known for free on the CPU
+        return _Prep(x, target, target, ignore_index, w, reduction, 0)
     valid = target != ignore_index
     if _eager_cpu(x):
         if bool(valid.all()):
@@ -140,20 +142,6 @@ def _ce_reduced(z: Tensor, prep: _Prep) -> Tensor:
         # kernels are the fastest
         return F.cross_entropy(z, prep.t, weight=prep.weight, reduction=prep.reduction)
     return _weighted(F.cross_entropy(z, prep.t, reduction="none"), prep)
-
-
-def _focal_rows(nll: Tensor, gamma: float) -> Tensor:
-    """(1 - p)^gamma * nll from nll = -log p >= 0, with a finite gradient as p -> 1.
-
-    ``1 - p = -expm1(-nll)`` is accurate for p near 1; the double ``where`` keeps ``pow`` away
-    from 0, where its derivative gamma * u^(gamma - 1) is infinite for gamma < 1 (the true
-    derivative of the product, u^gamma * (1 + gamma * nll * (1 - u) / u), tends to 0 there).
-    """
-    u = -torch.expm1(-nll)
-    pos = u > 0
-    u_safe = torch.where(pos, u, torch.ones_like(u))
-    modulator = torch.where(pos, u_safe.pow(gamma), torch.zeros_like(u))
-    return modulator * nll
 
 
 # --------------------------------------------------------------------------------------------
@@ -337,11 +325,38 @@ def focal_loss(
     return _focal(prep, gamma)
 
 
+class _Focal(torch.autograd.Function):
+    """rows = u^gamma * n, n = -log_softmax(x)_y, u = 1 - p_y = -expm1(-n); one autograd node.
+
+    d rows / d n = u^gamma * (1 + gamma * n * (1 - u) / u)  (-> 0 as u -> 0 when gamma > 0),
+    d n / d x = softmax(x) - onehot(y): CE's own ``log_softmax_backward`` kernel.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, target: Tensor, coef: Tensor, reduce: bool, gamma: float) -> Tensor:  # type: ignore[override]
+        logp = torch.log_softmax(x, 1)
+        n = -logp.gather(1, target[:, None]).squeeze(1)
+        u = -torch.expm1(-n)
+        pos = u > 0
+        u_safe = torch.where(pos, u, torch.ones_like(u))
+        mod = torch.where(pos, u_safe.pow(gamma), torch.zeros_like(u))
+        dn = mod * (1 + gamma * n * (1 - u) / u_safe)
+        ctx.save_for_backward(logp, target, coef * dn)
+        return _reduce_rows(mod * n, coef, reduce)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        logp, target, coef_dn = ctx.saved_tensors
+        go = torch.zeros_like(logp).scatter_(1, target[:, None], -(grad * coef_dn)[:, None])
+        return torch._log_softmax_backward_data(go, logp, 1, logp.dtype), None, None, None, None
+
+
 def _focal(prep: _Prep, gamma: float) -> Tensor:
     if gamma == 0.0:
         return _ce_reduced(prep.x, prep)
-    nll = F.cross_entropy(prep.x, prep.t, reduction="none")
-    return _weighted(_focal_rows(nll, gamma), prep)
+    coef = _coefficients(prep)
+    return _Focal.apply(prep.x, prep.t, coef, prep.reduction != "none", gamma)
 
 
 # --------------------------------------------------------------------------------------------
