@@ -142,7 +142,7 @@ class Normalizer:
         dims = [0] + list(range(2, x.dim()))          # all but the channel / feature dim
         s = torch.zeros(x.shape[1], dtype=torch.float64)
         s2 = torch.zeros_like(s)
-        for chunk in torch.split(x, 4096):
+        for chunk in torch.split(x, 1024):
             c = chunk.double()
             s += c.sum(dims)
             s2 += (c * c).sum(dims)
@@ -597,14 +597,14 @@ def run_training(cfg: dict, out_dir: str | Path, *, resume: bool = False,
                 data_gen.manual_seed(epoch_seed(seed, epoch))
                 perm = torch.randperm(n_train, generator=data_gen, device=x_train.device)
                 loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-                seen = torch.zeros((), dtype=torch.int64, device=device)
+                seen = 0  # images this rank trained on this epoch (known on the host)
                 cm = torch.zeros(C * C, dtype=torch.int64, device=device)
                 step = 0
                 if epoch == start_epoch and start_step:
                     step = start_step
                     if accum is not None and main:  # rank 0 carries the all-reduced totals
                         loss_sum += accum["loss_sum"]
-                        seen += accum["seen"]
+                        seen += int(accum["seen"])
                         cm += accum["cm"].to(device)
                     data_gen.set_state(resume_gen_state)
                 train_model.train()
@@ -638,13 +638,14 @@ def run_training(cfg: dict, out_dir: str | Path, *, resume: bool = False,
                             info.world_size)
                         loss = loss * loss_scale
                         loss.backward()
-                        batch_loss = loss.detach().double() * (idx_global.shape[0] / info.world_size)
+                        batch_weight = idx_global.shape[0] / info.world_size
                     else:
                         loss.backward()
-                        batch_loss = loss.detach().double() * yb.shape[0]
+                        batch_weight = yb.shape[0]
                     optimizer.step()
                     # running statistics: on the device, no host sync
-                    loss_sum += batch_loss  # summed over ranks: global mean x batch size
+                    # summed over ranks: the global batch's mean loss x its size
+                    loss_sum.add_(loss.detach(), alpha=batch_weight)
                     seen += yb.shape[0]
                     cm.index_add_(0, yb * C + out.detach().argmax(1), ones[:yb.shape[0]])
                     step += 1
@@ -653,7 +654,7 @@ def run_training(cfg: dict, out_dir: str | Path, *, resume: bool = False,
                         bar.update(1)
                     if step % log_interval == 0 or step == steps_per_epoch:
                         if bar is not None:
-                            n_seen = max(1, int(seen.item()))
+                            n_seen = max(1, seen)
                             bar.set_postfix(loss=f"{loss_sum.item() / n_seen:.4f}",
                                             acc=f"{cm.view(C, C).diagonal().sum().item() / n_seen:.3f}")
                         if info.enabled:  # agree on stopping (every rank at the same step)
@@ -666,9 +667,10 @@ def run_training(cfg: dict, out_dir: str | Path, *, resume: bool = False,
                     bar.close()
                 if stop.requested and step < steps_per_epoch:
                     elapsed += time.perf_counter() - t0
-                    for t in (loss_sum, seen, cm):  # the partial epoch's totals over all ranks
+                    seen_t = torch.tensor(seen, device=device)
+                    for t in (loss_sum, seen_t, cm):  # the partial epoch's totals over all ranks
                         dist_utils.all_reduce_sum(t, info)
-                    acc = {"loss_sum": loss_sum.cpu(), "seen": seen.cpu(), "cm": cm.cpu()}
+                    acc = {"loss_sum": loss_sum.cpu(), "seen": int(seen_t.item()), "cm": cm.cpu()}
                     if main:
                         save_checkpoint(ckpt_dir / "last.pt", checkpoint(epoch, step, acc))
                     stopped = True
@@ -676,9 +678,9 @@ def run_training(cfg: dict, out_dir: str | Path, *, resume: bool = False,
 
                 # ---- end of epoch: training metrics, validation, checkpoints -----------------
                 dist_utils.all_reduce_sum(loss_sum, info)
-                dist_utils.all_reduce_sum(seen, info)
                 dist_utils.all_reduce_sum(cm, info)
-                n_seen = max(1, int(seen.item()))
+                seen_t = dist_utils.all_reduce_sum(torch.tensor(seen, device=device), info)
+                n_seen = max(1, int(seen_t.item()))
                 train_cm = cm.view(C, C)
                 train_loss = loss_sum.item() / n_seen
                 train_acc = train_cm.diagonal().sum().item() / n_seen
