@@ -632,8 +632,10 @@ def simloss(
     acceptable class has an underflowing probability.  ``S = I`` gives cross entropy.  Build
     ``S`` with :mod:`classaware.similarity` (``ordinal``, ``from_groups``, ``from_embeddings``).
 
-    **Released code.**  The authors' code takes *probabilities* (softmax outputs) and computes
-    ``-log(sum(S[y] * p) + eps)``; this takes logits and needs no epsilon.
+    **Released code.**  The authors' code works on *probabilities* (softmax outputs) and
+    computes ``mean(-log(sum(S[y] * p) + 1e-8))``: the epsilon bounds every sample's loss by
+    ``-log(1e-8) ~ 18.4`` and flattens its gradient once ``sum(S[y] * p)`` falls below ~1e-8.  This takes logits,
+    works in log space and needs no epsilon.
 
     Parameters
     ----------
