@@ -414,6 +414,25 @@ def test_cosine_range_check(name, path):
         set_value_checks(True)
 
 
+@pytest.mark.parametrize("scale", [1.0, 16.0, 64.0])
+def test_cosine_range_check_in_every_position(scale, path):
+    """Target and non-target columns, rows whose softmax normaliser exceeds the bound."""
+    base = torch.full((4, C), 0.2)
+    base[1] = 1.0  # all ones: logsumexp = s + log C > s * 1.001, still in range
+    base[2, :3] = 1.0009
+    target = torch.tensor([0, 1, 2, 3])
+    for fn in (lambda x: cosface_loss(x, target, 0.2, scale),
+               lambda x: camri_loss(x, target, [2], 0.3, scale)):
+        assert torch.isfinite(fn(base))
+        for row in (1, 3):
+            for col in (int(target[row]), (int(target[row]) + 1) % C):
+                for value in (1.0011, -1.0011, math.nan):
+                    bad = base.clone()
+                    bad[row, col] = value
+                    with pytest.raises(ValueError, match="CosineClassifier"):
+                        fn(bad)
+
+
 def test_bad_input_shapes_and_types():
     cos, target = make_inputs(ignore=False)
     with pytest.raises(ValueError, match="input must be 2-D"):

@@ -216,9 +216,15 @@ def _forward_numpy(ctx, cosine, target, z, m, scale, kind, extra, lam, weight, r
         tg = np.where(valid, tn, 0)
         if not valid.all():
             zn[~valid] = 0.0  # ignored rows may hold inf/NaN
-    if check and n > 0:
-        bound = scale * (1.0 + COSINE_TOLERANCE)
-        if not (zn.min() >= -bound and zn.max() <= bound):  # NaN compares False
+    check = check and n > 0
+    bound = scale * (1.0 + COSINE_TOLERANCE)
+    # The upper bound is read off the softmax normaliser below when it is informative
+    # (max_j z_j <= logsumexp_j z_j), which saves a pass over [N, C]; see _check_upper.
+    late_upper = check and bound >= 2.0 * math.log(num_classes)
+    if check:
+        if not zn.min() >= -bound:  # NaN compares False
+            raise ValueError(COSINE_MESSAGE)
+        if not late_upper and not zn.max() <= bound:
             raise ValueError(COSINE_MESSAGE)
     flat = _row_starts(n, num_classes) + tg  # flat index of each row's target entry
     if cosine.dtype == z.dtype:
@@ -227,6 +233,8 @@ def _forward_numpy(ctx, cosine, target, z, m, scale, kind, extra, lam, weight, r
         c = zn.reshape(-1)[flat] / scale
     if valid is not None:
         c = np.where(valid, c, 0.0).astype(npd)
+    if late_upper and not c.max() <= 1.0 + COSINE_TOLERANCE:
+        raise ValueError(COSINE_MESSAGE)
     if isinstance(m, Tensor):
         m = _as_numpy(m, z.dtype)[tg]
     e = None
@@ -245,6 +253,8 @@ def _forward_numpy(ctx, cosine, target, z, m, scale, kind, extra, lam, weight, r
     # kernel reads each row before writing it)
     logp = torch.log_softmax(z, 1, out=z)
     lp_y = logp.numpy().reshape(-1)[flat]
+    if late_upper:
+        _check_upper(logp.numpy(), t - lp_y, valid, c, tg, scale, bound)
     if kind != _ADDITIVE:
         e = np.expm1(lp_y) * d
     if weight is not None:
@@ -269,6 +279,23 @@ def _forward_numpy(ctx, cosine, target, z, m, scale, kind, extra, lam, weight, r
     ctx.save_for_backward(logp)
     ctx.flat, ctx.coef, ctx.e = flat, coef, e
     return loss
+
+
+def _check_upper(logp, lse, valid, c, tg, scale, bound) -> None:  # noqa: ANN001
+    """Raise unless every non-target ``z_ij <= bound``, from ``lse_i = t_i - log p_iy``.
+
+    ``z_ij = log p_ij + lse_i <= lse_i``, so a row whose normaliser is within the bound needs
+    no look; the few rows that are not (or are NaN) are rebuilt and checked element-wise.
+    """
+    over = ~(lse <= bound)
+    if valid is not None:
+        over &= valid
+    if over.any():
+        rows = np.flatnonzero(over)
+        z_rows = logp[rows] + lse[rows, None]
+        z_rows[np.arange(rows.shape[0]), tg[rows]] = c[rows] * scale  # the target's own cosine
+        if not z_rows.max() <= bound:
+            raise ValueError(COSINE_MESSAGE)
 
 
 def _backward_numpy(ctx, grad: Tensor) -> Tensor:
