@@ -16,12 +16,22 @@ LDAM       :math:`\cos\theta_y - \Delta_y`, :math:`\Delta_y \propto n_y^{-1/4}`
 ELM        :math:`\cos\theta_y - \Delta_y - \lambda\Delta_{\hat\jmath}`
 =========  =====================================================================
 
-Implementation: one ``torch.autograd.Function`` computes the per-sample loss with one
-scaled copy of the input and one ``log_softmax``; its backward is the analytic
-``s·(softmax − one-hot)`` with the chain rule applied to the target column only.  No
-``arccos`` of the matrix, no one-hot matrix; the margin math touches ``N`` numbers.  The
-input is used in float32 when it is float16/bfloat16 (the loss is returned in float32, the
-gradient in the input's dtype) and in float64 when it is float64.
+Implementation: one ``torch.autograd.Function`` computes the reduced loss with one scaled
+copy of the input and one ``log_softmax``; its backward is the analytic
+``s·(softmax − one-hot)`` (log_softmax's own backward kernel) with the chain rule applied to
+the target column only.  No ``arccos`` of the matrix, no one-hot matrix: the margin math
+touches ``N`` numbers (in NumPy on the eager CPU path, where a torch call on ``N`` numbers
+costs more than the arithmetic; in torch on CUDA and under ``torch.compile``, without host
+synchronisation).  The input is used in float32 when it is float16/bfloat16 (the loss is
+returned in float32, the gradient in the input's dtype) and in float64 when it is float64.
+Double backward (``create_graph=True``) is not supported.
+
+Cosine range check: values outside ``[-1.001, 1.001]`` (or NaN) in a row that is not ignored
+raise ValueError pointing to CosineClassifier.  On the eager CPU path this costs one ``min``
+over the matrix; the upper bound is read off the softmax normaliser (``max_j z_j <=
+logsumexp_j z_j``) with an element-wise look at the few rows where that is not conclusive.
+On CUDA / under compile it is ``torch._assert_async`` (no host sync).
+``classaware.functional.set_value_checks(False)`` turns it off.
 
 Common keyword arguments: ``weight`` (per-class, ``torch.nn.CrossEntropyLoss``'s rule: the
 weighted mean divides by ``sum(weight[target])``), ``reduction`` (``"none" | "mean" | "sum"``)
