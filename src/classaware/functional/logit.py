@@ -546,27 +546,27 @@ def similarity_table(similarity: Tensor) -> SimilarityTable:
 class _SimLossDense(torch.autograd.Function):
     """rows = lse(x) - lse(z), z = x + log S[y];  d/dx = softmax(x) - softmax(z).
 
-    lse(x) - lse(z) = log_softmax(z)_y - log_softmax(x)_y (z_y = x_y): both fused, log space.
-    The backward is ``_log_softmax_backward_data(-g * r, log_softmax(x))`` = g * (p - r).
+    Both softmaxes are fused kernels that handle ``log S = -inf`` (S = 0) exactly; each
+    logsumexp comes from ``max(v) - log max(softmax(v))`` (max softmax >= 1/C: no underflow).
+    The backward is one pass, ``g * (p - r)``, with no ``exp``.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, target: Tensor, coef: Tensor, reduce: bool, log_sim: Tensor) -> Tensor:  # type: ignore[override]
-        ty = target[:, None]
-        lsx = torch.log_softmax(x, 1)
+        p = torch.softmax(x, 1)
+        lse_x = x.amax(1) - p.amax(1).log()
         z = log_sim.index_select(0, target).add_(x)  # log S[y, j] + x_j; -inf where S = 0
         r = torch.softmax(z, 1)  # posterior over the credited classes
-        lse_z = z.amax(1) - r.amax(1).log()  # max(r) >= 1/C: no underflow
-        lse_x = (x.gather(1, ty) - lsx.gather(1, ty)).squeeze(1)
-        ctx.save_for_backward(lsx, r, coef)
+        lse_z = z.amax(1) - r.amax(1).log()
+        ctx.save_for_backward(p, r, coef)
         return _reduce_rows(lse_x - lse_z, coef, reduce)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        lsx, r, coef = ctx.saved_tensors
-        go = r * (-(grad * coef))[:, None]
-        return torch._log_softmax_backward_data(go, lsx, 1, lsx.dtype), None, None, None, None
+        p, r, coef = ctx.saved_tensors
+        out = torch.sub(p, r).mul_((grad * coef)[:, None])
+        return out, None, None, None, None
 
 
 class _SimLossSparse(torch.autograd.Function):
