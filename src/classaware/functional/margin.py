@@ -87,26 +87,28 @@ def _angular(c, m, kind: str, scale: float, xp):  # noqa: ANN001 - torch or nump
 
     ``xp`` is ``torch`` or ``numpy``: the same formulas run on tensors (CUDA, compile) or on
     NumPy views of CPU tensors (eager CPU: a NumPy ufunc on N numbers costs far less than a
-    torch op).  ``m`` is a float or a per-sample array.
+    torch op).  ``m`` is a float or a per-sample array.  ``c`` is within the checked range
+    ``[-1.001, 1.001]``; ``sin(theta)`` is taken of ``max(1 - c^2, 0)``.
     """
     if isinstance(m, float):
         cos_m, sin_m = math.cos(m), math.sin(m)
     else:
         cos_m, sin_m = xp.cos(m), xp.sin(m)
     s_cos_m, s_sin_m = cos_m * scale, sin_m * scale
-    cc = xp.minimum(xp.maximum(c, -1.0), 1.0) if xp is np else c.clamp(-1.0, 1.0)
-    sin_t = xp.sqrt(1.0 - cc * cc)  # >= 0: |cc| <= 1 so cc * cc <= 1 exactly
-    # s cos(theta + m) = s (cos(theta) cos(m) - sin(theta) sin(m)); c (unclamped) keeps m = 0
-    # exactly cross entropy on s·cos
+    numpy = xp is np
+    one_minus = 1.0 - c * c
+    sin_t = xp.sqrt(xp.maximum(one_minus, 0.0) if numpy else one_minus.clamp_min(0.0))
+    # s cos(theta + m) = s (cos(theta) cos(m) - sin(theta) sin(m)); with m = 0 this is s·c
+    # exactly, i.e. cross entropy on s·cos
     t = c * s_cos_m - sin_t * s_sin_m
     floor = _sin_floor(c.dtype)
-    sin_safe = xp.maximum(sin_t, floor) if xp is np else sin_t.clamp_min(floor)
-    d = cc * s_sin_m / sin_safe + s_cos_m
+    d = c * s_sin_m / (xp.maximum(sin_t, floor) if numpy else sin_t.clamp_min(floor)) + s_cos_m
     if kind == _ARCFACE:
         # insightface: th = cos(pi - m) = -cos(m), mm = sin(pi - m) * m = m sin(m)
         keep = c > -cos_m
-        t = xp.where(keep, t, (c - m * sin_m) * scale)
-        d = xp.where(keep, d, scale)
+        if not numpy or not keep.all():
+            t = xp.where(keep, t, (c - m * sin_m) * scale)
+            d = xp.where(keep, d, scale)
     elif kind == _ARCFACE_EASY:
         keep = c > 0
         t = xp.where(keep, t, c * scale)
