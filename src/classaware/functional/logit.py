@@ -658,4 +658,6 @@ def simloss(
     """
     prep = _setup(input, target, ignore_index, None, reduction)
     sim = check_similarity(similarity, prep.x.shape[1])
-    return _simloss(prep, similarity_table(sim))
+    # choosing the sparse form reads S back to the host: only where that is free
+    table = similarity_table(sim) if _eager_cpu(sim) else SimilarityTable(sim.log(), None, None)
+    return _simloss(prep, table)
