@@ -116,12 +116,17 @@ def test_trains_with_camri():
     loss_fn = CAMRILoss(important_classes=[2], margin=0.3, scale=8.0)
     params = list(model.parameters())
     first = loss_fn(model(x), y).item()
-    for _ in range(60):  # plain gradient descent (keeps the test free of optimizer set-up)
-        loss = loss_fn(model(x), y)
-        grads = torch.autograd.grad(loss, params)
-        with torch.no_grad():
-            for p, g in zip(params, grads):
-                p -= 0.5 * g
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny ops: thread hand-offs would cost more than the arithmetic
+    try:
+        for _ in range(60):  # plain gradient descent (keeps the test free of optimizer set-up)
+            loss = loss_fn(model(x), y)
+            grads = torch.autograd.grad(loss, params)
+            with torch.no_grad():
+                for p, g in zip(params, grads):
+                    p -= 0.5 * g
+    finally:
+        torch.set_num_threads(threads)
     assert loss.item() < 0.5 * first
     pred = model(x).argmax(1)
     assert (pred == y).float().mean() > 0.9

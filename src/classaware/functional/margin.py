@@ -145,11 +145,15 @@ class _MarginCrossEntropy(torch.autograd.Function):
             return _forward_numpy(ctx, cosine, target, z, m, scale, kind, extra, lam, weight,
                                   reduction, ignore_index, all_valid, check)
         ctx.numpy = False
+        # torch path (CUDA, torch.compile): elementwise selects with a one-hot mask instead of
+        # scatter into [N, C] buffers (inductor fuses them; an in-place scatter on a buffer that
+        # a fused sum also reads was reordered after that read by inductor in torch 2.13)
         valid = target != ignore_index
         tgt = torch.where(valid, target, 0)
         idx = tgt[:, None]
+        onehot = _onehot(idx, z.shape[1])
         # ignored rows may hold inf/NaN: zero them so nothing non-finite reaches the softmax
-        z.masked_fill_(~valid[:, None], 0.0)
+        z = z.masked_fill(~valid[:, None], 0.0)
         if check and n > 0:
             bound = scale * (1.0 + COSINE_TOLERANCE)
             _check_value(
@@ -161,12 +165,12 @@ class _MarginCrossEntropy(torch.autograd.Function):
         d = None  # d t / d c; None means s (the plain softmax gradient is then right)
         if kind == _ADDITIVE:
             if extra is not None and z.shape[1] > 1 and n > 0:
-                j_hat = z.scatter(1, idx, float("-inf")).argmax(1)
+                j_hat = z.masked_fill(onehot, float("-inf")).argmax(1)
                 m = extra.to(cd)[j_hat].mul_(lam).add_(m)
             t = torch.sub(c, m).mul_(scale)
         else:
             t, d = _angular(c, m, kind, scale, torch)
-        z.scatter_(1, idx, t[:, None])
+        z = torch.where(onehot, t[:, None], z)
         logp = torch.log_softmax(z, 1)
         lp_y = logp.gather(1, idx).squeeze(1)
         # per-sample factor of the loss: weight[y], 0 on ignored rows, / the mean's denominator
@@ -190,15 +194,20 @@ class _MarginCrossEntropy(torch.autograd.Function):
         else:
             logp, idx, coef, e = ctx.saved_tensors
             g = grad.to(logp.dtype) * coef  # per-sample d loss / d(-log p_y)
-            go = torch.zeros_like(logp)
+            onehot = _onehot(idx, logp.shape[1])
             # d loss / d z = g (p - onehot) = log_softmax backward of -g*s at the target
-            go.scatter_(1, idx, (g * -ctx.scale)[:, None])
+            go = torch.where(onehot, (g * -ctx.scale)[:, None], 0.0)
             gz = torch._log_softmax_backward_data(go, logp, 1, logp.dtype)
             if e is not None:  # chain rule through the margin, target column only
-                gz.scatter_(1, idx, (e * g)[:, None])
+                gz = torch.where(onehot, (e * g)[:, None], gz)
         if gz.dtype != ctx.in_dtype:
             gz = gz.to(ctx.in_dtype)
         return gz, None, None, None
+
+
+def _onehot(idx: Tensor, num_classes: int) -> Tensor:
+    """Boolean [N, C] mask of the target column (torch path)."""
+    return idx == torch.arange(num_classes, device=idx.device)
 
 
 @functools.lru_cache(maxsize=64)
