@@ -14,7 +14,8 @@ first epoch of each is a warm-up that is not counted.  Printed (median over the 
 * training images/s — the harness' per-epoch training time (``train_seconds`` in
   metrics.jsonl: the steps plus the one read of the running loss) vs the bare loop's epoch;
 * end-to-end images/s — the harness' whole ``run_training`` wall time (data loading, per-epoch
-  validation, checkpoints, final evaluation included) vs the bare loop's whole run.
+  validation, checkpoints, final evaluation included) vs the bare loop's whole run (data
+  loading, model build, training).
 
 The overhead is ``(bare / harness - 1) * 100%``.
 
@@ -58,9 +59,10 @@ def make_cfg(args: argparse.Namespace) -> dict:
     })
 
 
-def bare_run(cfg: dict, data, device: torch.device) -> tuple[list[float], float]:
+def bare_run(cfg: dict, device: torch.device) -> tuple[list[float], float]:
     """A hand-written loop; returns per-epoch seconds and the whole run's seconds."""
     t_start = time.perf_counter()
+    data = load_data(cfg["data"], seed=0)  # loading counts, as it does for the harness
     seed_everything(0)
     model = build_model(cfg["model"], tuple(data.input_shape), len(data.class_names)).to(device)
     x, y = data.x_train.to(device), data.y_train.to(device)
@@ -131,7 +133,7 @@ def main() -> None:
                     h_epoch += ep[1:]
                     h_total.append(tot)
                 else:
-                    ep, tot = bare_run(cfg, data, device)
+                    ep, tot = bare_run(cfg, device)
                     b_epoch += ep[1:]
                     b_total.append(tot)
 
