@@ -25,7 +25,9 @@ def register(subparsers: Any) -> None:
     """Add the ``compare`` sub-command to ``subparsers``."""
     p = subparsers.add_parser(
         "compare", help="compare losses over seeds: parallel runs, statistics, report",
-        description=__doc__.splitlines()[0],
+        description="Train every (variant, seed) of a study in parallel processes, aggregate over "
+                    "seeds, compare with the baseline and with threshold moving, and write "
+                    "DIR/report.{md,html,csv}. Re-running the same command resumes the study.",
     )
     p.add_argument("--config", "-c", metavar="FILE|PRESET",
                    help="study file or shipped preset (e.g. important-class, long-tail, similarity)")
