@@ -308,6 +308,8 @@ def _check_upper(logp, lse, valid, c, tg, scale, bound) -> None:  # noqa: ANN001
     ``z_ij = log p_ij + lse_i <= lse_i``, so a row whose normaliser is within the bound needs
     no look; the few rows that are not (or are NaN) are rebuilt and checked element-wise.
     """
+    if lse.max() <= bound:  # the common case: one call (NaN compares False)
+        return
     over = ~(lse <= bound)
     if valid is not None:
         over &= valid
