@@ -45,12 +45,13 @@ def fake_loop(monkeypatch):
     """Replace run_training / evaluate_run and record their calls."""
     import classaware.trainer.loop as loop
 
-    calls: dict[str, list] = {"run_training": [], "evaluate_run": []}
+    calls: dict[str, list] = {"run_training": [], "evaluate_run": [], "interrupted": False}
 
     def run_training(cfg, out_dir, *, resume=False, quiet=False):
         calls["run_training"].append(dict(cfg=cfg, out_dir=Path(out_dir), resume=resume,
                                           quiet=quiet))
-        return SimpleNamespace(run_dir=Path(out_dir), config=cfg, final={})
+        return SimpleNamespace(run_dir=Path(out_dir), config=cfg, final={},
+                               interrupted=calls["interrupted"])
 
     def evaluate_run(run_dir, data_overrides=None, split="test"):
         calls["evaluate_run"].append(dict(run_dir=Path(run_dir), data_overrides=data_overrides,
@@ -137,6 +138,12 @@ def test_train_passes_the_resolved_config_to_the_loop(capsys, tmp_path, fake_loo
     expected = load_config("fmnist-camri", {"optim.lr": 0.01, "train.epochs": 2,
                                             "loss.important_classes": ["Shirt", "Coat"]})
     assert call["cfg"] == expected
+
+
+def test_interrupted_train_exits_130(capsys, tmp_path, fake_loop):
+    fake_loop["interrupted"] = True  # Ctrl-C: the loop saved last.pt and returned early
+    code, _, err = run_cli(capsys, "train", "--config", "fmnist-ce", "--out", str(tmp_path / "r"))
+    assert code == 130, err
 
 
 def test_resume_reads_the_run_config(capsys, tmp_path, fake_loop):

@@ -92,8 +92,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
     cfg = load_config(_train_config_source(args), args.overrides)
-    train(cfg, out=args.out, resume=args.resume, quiet=args.quiet)  # prints the final table
-    return 0
+    result = train(cfg, out=args.out, resume=args.resume, quiet=args.quiet)  # prints the table
+    return 130 if result.interrupted else 0
 
 
 def _train_config_source(args: argparse.Namespace) -> Any:

@@ -410,25 +410,20 @@ def _metrics(cm: Tensor, setup: _Setup, cfg: dict) -> dict:
                                   shot_thresholds=thresholds)
 
 
-def _confusion(targets: Tensor, preds: Tensor, num_classes: int) -> Tensor:
-    """[C, C] int64 counts (rows true, columns predicted), computed where the tensors live."""
-    flat = torch.bincount(targets * num_classes + preds, minlength=num_classes * num_classes)
-    return flat.view(num_classes, num_classes)
-
-
 def _evaluate_split(model: nn.Module, split: str, norm: Normalizer, setup: _Setup, cfg: dict,
                     info: dist_utils.DistInfo | None = None) -> dict:
     """Metrics (+ angles for cosine heads) of ``split``; sharded over ranks under DDP."""
     x, y = setup.x[split], setup.y[split]
     c = len(setup.class_names)
     bs = int(cfg.get("train", {}).get("eval_batch_size", 1024))
+    from classaware.metrics import confusion_matrix
+
     cosine = getattr(model, "head_type", "linear") == "cosine"
     info = info or dist_utils.DistInfo()
     lo, hi = dist_utils.shard_range(x.shape[0], info.rank, info.world_size)
     out, feat = _predict(model, x[lo:hi], norm, setup, bs, cosine)
     targets = y[lo:hi].to(setup.device)
-    cm = _confusion(targets, out.argmax(1), c) if out.shape[0] else torch.zeros(
-        c, c, dtype=torch.int64, device=setup.device)
+    cm = confusion_matrix(targets, out.argmax(1), c)
     cm = dist_utils.all_reduce_sum(cm, info)
     result = {"metrics": _metrics(cm, setup, cfg), "outputs": out, "targets": targets}
     if cosine:
