@@ -66,9 +66,13 @@ def test_parse_helpers():
     assert parse_set("optim.lr=0.01") == ("optim.lr", 0.01)
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_set("optim.lr")
-    cfg = {"loss": {"name": "ce", "x": 1}}
-    apply_override(cfg, "loss", {"name": "camri"})
-    assert cfg["loss"] == {"name": "camri", "x": 1}
+    # a variant that switches the loss drops the previous loss's parameters (the trainer's rule)
+    # and keeps the harness keys such as important_classes
+    cfg = {"loss": {"name": "camri", "margin": 0.2, "important_classes": ["Shirt"]}}
+    apply_override(cfg, "loss", {"name": "ce"})
+    assert cfg["loss"] == {"name": "ce", "important_classes": ["Shirt"]}
+    apply_override(cfg, "loss.gamma", 2.0)
+    assert cfg["loss"] == {"name": "ce", "important_classes": ["Shirt"], "gamma": 2.0}
     apply_override(cfg, "data.imbalance.ratio", 10)
     assert cfg["data"] == {"imbalance": {"ratio": 10}}
     with pytest.raises(ConfigError, match="not a table"):

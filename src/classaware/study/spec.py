@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from classaware.errors import ConfigError
+from classaware.trainer.config import merge_config, parse_set
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -152,38 +153,20 @@ def _touched_keys(key: str, value: Any) -> set[str]:
 
 
 def parse_value(text: str) -> Any:
-    """Parse a ``--set`` value as TOML (``0.01``, ``true``, ``['Shirt']``, ``{a = 1}``); else a string.
+    """Parse a ``--set`` value as the trainer does (a TOML value, else a string).
 
     Example
     -------
     >>> parse_value("0.5"), parse_value("['Shirt']"), parse_value("camri")
     (0.5, ['Shirt'], 'camri')
     """
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
-def parse_set(item: str) -> tuple[str, Any]:
-    """Split one ``key=value`` of ``--set`` (ConfigError when there is no ``=`` or no key)."""
-    if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected KEY=VALUE (e.g. optim.lr=0.01)")
-    key, _, text = item.partition("=")
-    key = key.strip()
-    if not key:
-        raise ConfigError(f"--set {item!r}: the key before '=' is empty")
-    return key, parse_value(text.strip())
+    return parse_set(f"v={text}")[1]
 
 
 def deep_merge(dst: dict[str, Any], src: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``src`` into ``dst`` (tables key by key, anything else replaces); returns ``dst``."""
-    for k, v in src.items():
-        if isinstance(v, dict) and isinstance(dst.get(k), dict):
-            deep_merge(dst[k], v)
-        else:
-            dst[k] = copy.deepcopy(v)
-    return dst
+    """Merge ``src`` into ``dst`` with the trainer's rule (:func:`classaware.trainer.config.merge_config`):
+    tables key by key, anything else replaces, and a new ``loss.name`` drops the old loss's parameters."""
+    return merge_config(dst, src)
 
 
 def apply_override(cfg: dict[str, Any], key: str, value: Any) -> None:
@@ -191,19 +174,19 @@ def apply_override(cfg: dict[str, Any], key: str, value: Any) -> None:
     parts = key.split(".")
     if any(not p for p in parts):
         raise ConfigError(f"override {key!r}: a dotted key must not have empty parts")
-    node = cfg
+    node: Any = cfg
     for p in parts[:-1]:
-        nxt = node.get(p)
-        if nxt is None:
-            nxt = node[p] = {}
-        elif not isinstance(nxt, dict):
+        node = node.get(p) if isinstance(node, dict) else None
+        if node is None:
+            break
+        if not isinstance(node, dict):
             raise ConfigError(f"override {key!r}: {p!r} is not a table")
-        node = nxt
-    last = parts[-1]
-    if isinstance(value, dict) and isinstance(node.get(last), dict):
-        deep_merge(node[last], value)
-    else:
-        node[last] = copy.deepcopy(value)
+    layer: dict[str, Any] = {}
+    leaf = layer
+    for p in parts[:-1]:
+        leaf = leaf.setdefault(p, {})
+    leaf[parts[-1]] = value
+    merge_config(cfg, layer)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -187,8 +187,8 @@ def _loss_param_keys(section: Mapping[str, Any]) -> list[str]:
     return [k for k in section if k not in LOSS_KEYS]
 
 
-def _merge(base: dict[str, Any], layer: Mapping[str, Any]) -> None:
-    """Deep-merge ``layer`` into ``base`` in place: tables key by key, other values replace.
+def merge_config(base: dict[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``layer`` into ``base`` in place (and return it): tables key by key, other values replace.
 
     A layer that changes ``loss.name`` drops the loss parameters of the previous layers (they
     belong to the previous loss); ``important_classes``/``class_weight``/... are kept.
@@ -200,9 +200,10 @@ def _merge(base: dict[str, Any], layer: Mapping[str, Any]) -> None:
                 for k in _loss_param_keys(old):
                     del old[k]
         if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
+            merge_config(base[key], value)
         else:
             base[key] = copy.deepcopy(dict(value) if isinstance(value, Mapping) else value)
+    return base
 
 
 def _check_table(name: str, value: Any) -> None:
@@ -328,10 +329,10 @@ def load_config(config: Mapping[str, Any] | str | Path | None = None,
             raise ConfigError(f"config: expected a TOML file path, a shipped config name or a dict, "
                               f"got {type(config).__name__}")
         _check_layer(layer, defaults)
-        _merge(cfg, layer)
+        merge_config(cfg, layer)
     for layer in _overrides_to_layers(overrides, defaults):
         _check_layer(layer, defaults)
-        _merge(cfg, layer)
+        merge_config(cfg, layer)
     validate_config(cfg, defaults)
     return cfg
 
