@@ -2,8 +2,8 @@
 
 For every loss of ``classaware.losses.available()`` this times forward + backward on the same
 input as a ratio to ``F.cross_entropy`` (margin losses: to cross entropy on a precomputed
-``scale * cosine``), all in one process, as the median of many interleaved repetitions after a
-warm-up.  It also times a *literal* implementation of each paper formula (arccos of the whole
+``scale * cosine``), all in one process, as the median of many repetitions after a warm-up,
+interleaved pairwise with its cross-entropy baseline (a fresh shuffled order each round).  It also times a *literal* implementation of each paper formula (arccos of the whole
 matrix, one-hot masks, probabilities, as the released code does; written below) and prints our
 speed-up over it.  At small sizes, where framework dispatch and not arithmetic sets the time, it
 also prints the loss's share of a whole ResNet-32 training step (batch 128, CIFAR shape).
@@ -252,11 +252,15 @@ def make_inputs(n: int, c: int, dtype, device, seed: int = 0):
 
 
 def bench_size(n, c, names, dtype, device, reps, warmup, with_literal=True):
-    """{name: {"ours": ratio, "literal": ratio | None, "ours_s": sec, "ce_s": sec}}."""
+    """{name: {"ours": ratio, "literal": ratio | None, "ours_s": sec, "ce_s": sec}}.
+
+    Each ratio is measured in its own interleaved pair {cross entropy, candidate}: the loss and
+    its baseline alternate (shuffled each round) on inputs of the same size, so neither the other
+    losses nor the (much slower, allocation-heavy) literal implementations sit between them and
+    evict their inputs from the cache.  The literal implementation gets its own pair.
+    """
     logits, cos, target = make_inputs(n, c, dtype, device)
-    fns: dict[str, Callable[[], None]] = {}
-    plan = {}
-    baselines: dict[float, str] = {}
+    out = {}
     for name in names:
         if name == "simloss" and c > SIMLOSS_MAX_C:
             continue
@@ -264,30 +268,20 @@ def bench_size(n, c, names, dtype, device, reps, warmup, with_literal=True):
         module = create(name, **kw).to(device)
         cosine = spec(name).input == "cosine"
         scale = kw.get("scale", 1.0) if cosine else 1.0
-        key = ("cos", scale) if cosine else ("logits", 1.0)
-        if key not in baselines:
-            base_leaf = (scale * cos if cosine else logits).detach().clone().requires_grad_(True)
-            bname = f"CE[{key[0]}x{scale:g}]"
-            fns[bname] = _fwd_bwd(F.cross_entropy, base_leaf, target)
-            baselines[key] = bname
+        base_leaf = (scale * cos if cosine else logits).detach().clone().requires_grad_(True)
         leaf = (cos if cosine else logits).detach().clone().requires_grad_(True)
-        fns[name] = _fwd_bwd(module, leaf, target)
-        lit_name = None
+        ce = _fwd_bwd(F.cross_entropy, base_leaf, target)
+        med = time_interleaved({"ce": ce, "ours": _fwd_bwd(module, leaf, target)},
+                               reps, warmup, device)
+        row = {"ours": med["ours"] / med["ce"], "literal": None,
+               "ours_s": med["ours"], "ce_s": med["ce"]}
         literal = make_literal(name, kw, c, device) if with_literal else None
         if literal is not None:
             lit_leaf = leaf.detach().clone().requires_grad_(True)
-            lit_name = f"literal[{name}]"
-            fns[lit_name] = _fwd_bwd(literal, lit_leaf, target)
-        plan[name] = (baselines[key], lit_name)
-    med = time_interleaved(fns, reps, warmup, device)
-    out = {}
-    for name, (bname, lit_name) in plan.items():
-        out[name] = {
-            "ours": med[name] / med[bname],
-            "literal": med[lit_name] / med[bname] if lit_name else None,
-            "ours_s": med[name],
-            "ce_s": med[bname],
-        }
+            lit = time_interleaved({"ce": ce, "literal": _fwd_bwd(literal, lit_leaf, target)},
+                                   reps, warmup, device)
+            row["literal"] = lit["literal"] / lit["ce"]
+        out[name] = row
     return out
 
 

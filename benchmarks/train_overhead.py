@@ -54,8 +54,10 @@ def make_cfg(args: argparse.Namespace) -> dict:
         "seed": 0, "data": data, "model": {"name": args.model},
         "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
                   "schedule": "constant"},
+        # the same work as the bare loop below: no augmentation, contiguous memory format
         "train": {"epochs": args.epochs, "batch_size": args.batch_size, "augment": False,
-                  "progress": False, "device": args.device, "log_interval": 50},
+                  "channels_last": False, "progress": False, "device": args.device,
+                  "log_interval": 50},
     })
 
 

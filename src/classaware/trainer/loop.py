@@ -304,7 +304,8 @@ def _build(cfg: dict, data: Any, device: torch.device) -> _Setup:
     model = build_model(cfg["model"], tuple(data.input_shape), len(class_names))
 
     is_image = getattr(data, "kind", "image") == "image" and len(data.input_shape) == 3
-    channels_last = is_image and _flag(tc.get("channels_last", "auto"), device.type == "cuda")
+    # "auto": on for image models on every device (1.2-1.7x faster on this CPU, see docs/training.md)
+    channels_last = is_image and _flag(tc.get("channels_last", "auto"), True)
     amp = str(tc.get("amp", "auto")).lower()
     if amp not in ("auto", "bf16", "none", "true", "false"):
         raise ConfigError(f"train.amp must be 'auto', 'bf16' or 'none', got {amp!r}")
