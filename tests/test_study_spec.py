@@ -128,7 +128,7 @@ def test_presets_are_valid_train_configs():
         validate_runs(plan_runs(s, "/tmp/unused"))  # the trainer's load_config accepts each run
     demo = load_study("important-class-demo")
     assert [v.name for v in demo.variants][:3] == ["ce", "ce-weighted", "arcface-m0.2-s16"]
-    assert demo.important == ["Shirt"] and demo.seeds == [0, 1]
+    assert demo.important == ["Shirt"] and demo.seeds == [0, 1, 2]
     lt = load_study("long-tail-step10")
     assert lt.base["data"]["imbalance"] == {"profile": "step", "ratio": 10, "seed": 0}
     assert len(lt.variants) == 11

@@ -176,7 +176,7 @@ def run_default_study(out: str | Path | None = None, jobs: int | None = None) ->
     """The main job: the demo-size important-class study (``classaware`` with no arguments).
 
     Fashion-MNIST subset, small CNN: cross entropy, weighted cross entropy, ArcFace and CAMRI
-    at two settings, 2 seeds each, into ``./runs/demo-important-class``; prints cross entropy's
+    at two settings, 3 seeds each, into ``./runs/demo-important-class``; prints cross entropy's
     and CAMRI's per-class recall tables, the comparison table and the path of report.html.
     """
     from classaware.study.spec import load_study
