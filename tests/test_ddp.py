@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 
 import pytest
 import torch
@@ -42,15 +43,22 @@ def _cfg(epochs: int) -> dict:
     })
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports (all sockets held open while choosing, so none repeats)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def _worker(rank: int, world: int, ports: list[int], root: str) -> None:
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
-                       "MASTER_ADDR": "127.0.0.1"})
+                       "MASTER_ADDR": "127.0.0.1",
+                       "CLASSAWARE_DIST_TIMEOUT": "60"})  # a lost rank fails, never hangs
     torch.set_num_threads(1)
     out = os.path.join(root, f"rank{rank}")
     # 2 epochs (DRW switches on at epoch index 1), then --resume to 3 epochs
@@ -66,8 +74,14 @@ def test_two_processes_match_one_and_only_rank0_writes(tmp_path):
     ref_dir = tmp_path / "single"
     ref = run_training(_cfg(3), ref_dir, quiet=True)
 
-    mp.spawn(_worker, args=(2, [_free_port(), _free_port()], str(tmp_path)), nprocs=2,
-             join=True)
+    ctx = mp.start_processes(_worker, args=(2, _free_ports(2), str(tmp_path)), nprocs=2,
+                             join=False, start_method="spawn")
+    deadline = time.monotonic() + 240  # the two processes take ~10 s; never let CI hang
+    while not ctx.join(timeout=5):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("the 2-process DDP run did not finish within 240 s")
     assert not (tmp_path / "rank1").exists()  # (b) rank 0 alone wrote files
 
     run = tmp_path / "rank0"

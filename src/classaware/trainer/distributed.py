@@ -6,7 +6,9 @@ torchrun sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and ``MASTER_ADDR/PORT``;
 draws the same seeded permutation per epoch, the global batch (``train.batch_size``) is cut
 into ``world_size`` interleaved parts, and rank ``r`` trains on part ``r``.  DDP averages the
 gradients over ranks, so with equal part sizes the update is the one-process update of the
-global batch.  Only rank 0 writes files (:func:`is_main`).
+global batch.  Only rank 0 writes files (:func:`is_main`).  ``CLASSAWARE_DIST_TIMEOUT`` (seconds,
+default 1800 as in PyTorch) bounds every collective, so a rank that never arrives becomes an
+error instead of a hang.
 
 Example
 -------
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -57,7 +60,8 @@ def setup(device_type: str) -> DistInfo:
     backend = "nccl" if device_type == "cuda" else "gloo"
     if device_type == "cuda":
         torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend=backend)
+    timeout = float(os.environ.get("CLASSAWARE_DIST_TIMEOUT", "1800"))
+    dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout))
     return DistInfo(rank, world, local_rank, True)
 
 
