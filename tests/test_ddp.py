@@ -15,6 +15,7 @@ would differ; dropout masks come from each rank's own RNG).
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import socket
@@ -60,6 +61,9 @@ def _worker(rank: int, world: int, ports: list[int], root: str) -> None:
                        "MASTER_ADDR": "127.0.0.1",
                        "CLASSAWARE_DIST_TIMEOUT": "60"})  # a lost rank fails, never hangs
     torch.set_num_threads(1)
+    # a worker still running after 120 s prints every thread's stack to stderr and exits, so a
+    # hang shows where it is in the test's captured output instead of stalling the suite
+    faulthandler.dump_traceback_later(120, exit=True)
     out = os.path.join(root, f"rank{rank}")
     # 2 epochs (DRW switches on at epoch index 1), then --resume to 3 epochs
     os.environ["MASTER_PORT"] = str(ports[0])
