@@ -256,10 +256,10 @@ def _overrides_to_layers(overrides: Mapping[str, Any] | Iterable[str] | None,
         if not isinstance(key, str) or not key or any(not p for p in key.split(".")):
             raise ConfigError(f"override {key!r}: expected a dotted key such as 'optim.lr'")
         parts = key.split(".")
-        if isinstance(value, str) and value.lower() in _NULL_WORDS and _default_at(defaults,
-                                                                                   parts) is None:
-            if _has_path(defaults, parts):
-                value = None
+        # "none"/"null" clears a key whose default is None (TOML has no null)
+        if isinstance(value, str) and value.lower() in _NULL_WORDS and _lookup(defaults,
+                                                                               parts) is None:
+            value = None
         layer: dict[str, Any] = {}
         node = layer
         for p in parts[:-1]:
@@ -269,20 +269,15 @@ def _overrides_to_layers(overrides: Mapping[str, Any] | Iterable[str] | None,
     return layers
 
 
-def _has_path(tree: Mapping[str, Any], parts: list[str]) -> bool:
+_MISSING = object()
+
+
+def _lookup(tree: Mapping[str, Any], parts: list[str]) -> Any:
+    """The value at the dotted path ``parts`` of ``tree``, or ``_MISSING``."""
     node: Any = tree
     for p in parts:
         if not isinstance(node, Mapping) or p not in node:
-            return False
-        node = node[p]
-    return True
-
-
-def _default_at(tree: Mapping[str, Any], parts: list[str]) -> Any:
-    node: Any = tree
-    for p in parts:
-        if not isinstance(node, Mapping) or p not in node:
-            return None
+            return _MISSING
         node = node[p]
     return node
 
