@@ -1,4 +1,4 @@
-"""Argument checks and reductions shared by every loss.
+"""Argument checks shared by every loss (each loss family applies weight and reduction in its own fused path).
 
 Value checks (target range, cosine range) run eagerly on CPU.  On CUDA (or while
 ``torch.compile`` traces) they become ``torch._assert_async`` so the training step never
@@ -125,30 +125,6 @@ def check_input_target(input: Tensor, target: Tensor, ignore_index: int = -100) 
     return False
 
 
-def check_cosine(input: Tensor, target: Tensor | None = None, ignore_index: int = -100) -> None:
-    """Margin losses take cosines in [-1, 1] (a tolerance of 1e-3 is allowed).
-
-    Rows whose target is ``ignore_index`` may hold anything (inf/NaN included).  On the CPU
-    the common case costs one ``amin`` and one ``amax``; the masked check only runs when
-    that fails.
-    """
-    if not _VALUE_CHECKS or input.numel() == 0:
-        return
-    bound = 1.0 + COSINE_TOLERANCE
-    if eager_cpu(input):
-        lo, hi = float(input.amin()), float(input.amax())
-        if lo >= -bound and hi <= bound:  # NaN compares False
-            return
-        if target is None:
-            raise ValueError(COSINE_MESSAGE)
-    rows = input
-    if target is not None:
-        rows = torch.where((target != ignore_index)[:, None], input, 0)
-    _check_value(
-        (rows.amin() >= -bound) & (rows.amax() <= bound), input.device.type, COSINE_MESSAGE
-    )
-
-
 def check_weight(weight: Tensor | None, num_classes: int | None = None) -> Tensor | None:
     """Validate a per-class ``weight`` (None, or 1-D with ``num_classes`` entries) and return it as a tensor."""
     if weight is None:
@@ -167,36 +143,3 @@ def check_weight(weight: Tensor | None, num_classes: int | None = None) -> Tenso
     if num_classes is not None and weight.shape[0] != num_classes:
         raise ValueError(f"weight must have {num_classes} entries (one per class), got {weight.shape[0]}")
     return weight
-
-
-def reduce_loss(
-    loss: Tensor,
-    target: Tensor,
-    reduction: str,
-    weight: Tensor | None = None,
-    ignore_index: int = -100,
-) -> Tensor:
-    """Apply per-class ``weight`` and ``reduction`` to a per-sample ``loss`` [N].
-
-    Follows ``torch.nn.CrossEntropyLoss``: the weighted mean divides by ``sum(weight[target])``
-    over non-ignored rows.  Ignored rows give exactly 0 (and a zero gradient, whatever ``loss``
-    holds there).  An all-ignored (or empty) batch gives 0 under "mean", not NaN; so does a
-    batch whose weights sum to 0.
-    """
-    valid = target != ignore_index
-    if weight is None:
-        loss = torch.where(valid, loss, 0.0)
-        if reduction == "none":
-            return loss
-        if reduction == "sum":
-            return loss.sum()
-        return loss.sum() / valid.sum().clamp_min(1).to(loss.dtype)
-    safe_target = torch.where(valid, target, 0)
-    w = torch.where(valid, weight.to(device=loss.device, dtype=loss.dtype)[safe_target], 0.0)
-    loss = torch.where(valid, loss * w, 0.0)
-    if reduction == "none":
-        return loss
-    if reduction == "sum":
-        return loss.sum()
-    denom = w.sum()
-    return loss.sum() / torch.where(denom != 0, denom, torch.ones_like(denom))

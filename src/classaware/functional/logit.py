@@ -26,10 +26,10 @@ from torch.autograd.function import once_differentiable
 
 from classaware.functional._checks import (
     _check_value,
-    _is_compiling,
     check_input_target,
     check_reduction,
     check_weight,
+    eager_cpu,
     value_checks_enabled,
 )
 
@@ -44,11 +44,6 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 # shared preparation
 # --------------------------------------------------------------------------------------------
-
-
-def _eager_cpu(t: Tensor) -> bool:
-    """Only on CPU outside a torch.compile trace may we read values back to the host."""
-    return t.device.type == "cpu" and not _is_compiling()
 
 
 class _Prep(NamedTuple):
@@ -95,7 +90,7 @@ def _setup(
     if none_ignored is True:  # known for free on the CPU
         return _Prep(x, target, target, ignore_index, w, reduction, 0)
     valid = target != ignore_index
-    if _eager_cpu(x):
+    if eager_cpu(x):
         if bool(valid.all()):
             return _Prep(x, target, target, ignore_index, w, reduction, 0)
         n_ignored = int(target.numel() - valid.sum())
@@ -499,7 +494,7 @@ def check_similarity(
         s = similarity.detach()
         in_range = ((s >= 0) & (s <= 1)).all()  # False for NaN too
         diag_one = (s.diagonal() == 1).all()
-        if s.device.type == "cpu" and not _is_compiling():
+        if eager_cpu(s):
             if not bool(in_range):
                 raise ValueError("similarity entries must lie in [0, 1] (and not be NaN)")
             if not bool(diag_one):
@@ -659,5 +654,5 @@ def simloss(
     prep = _setup(input, target, ignore_index, None, reduction)
     sim = check_similarity(similarity, prep.x.shape[1])
     # choosing the sparse form reads S back to the host: only where that is free
-    table = similarity_table(sim) if _eager_cpu(sim) else SimilarityTable(sim.log(), None, None)
+    table = similarity_table(sim) if eager_cpu(sim) else SimilarityTable(sim.log(), None, None)
     return _simloss(prep, table)
