@@ -43,7 +43,7 @@ def test_delta_in_points_or_raw():
     assert delta(paired(0.0965, 0.028), "recall[Shirt]") == "+9.7 pt (significant, p = 0.028)"
     assert delta(paired(-0.0179, 0.015), "accuracy", sep=", ") == "-1.8 pt, significant, p = 0.015"
     # the mean absolute class error is not a fraction: no points, no ×100
-    assert delta(paired(-0.12, 0.2), "mean_abs_class_error") == "-0.1 (not significant, p = 0.2)"
+    assert delta(paired(-0.123, 0.2), "mean_abs_class_error") == "-0.12 (not significant, p = 0.2)"
 
 
 # rule 2: accuracy kept
@@ -113,3 +113,24 @@ def test_lines_without_a_comparison(tmp_path):
     lines = verdict_lines(analyze(study, tmp_path / "b"))
     assert lines[1] == "push (cosine head): no finished run"  # the head as configured
     assert verdict_lines(analyze(study, tmp_path / "empty")) == []
+
+
+def test_line_without_important_classes_speaks_of_group_accuracy(tmp_path):
+    from classaware.study.runner import plan_runs
+    from classaware.study.spec import load_study
+    from test_study_report import write_fake_run
+
+    study = load_study({
+        "study": {"name": "g", "seeds": [0, 1, 2], "baseline": "ce", "important": [],
+                  "groups": [["zero", "one"]]},
+        "data": {"name": "digits"},
+        "variants": [{"name": "ce", "loss.name": "ce"},
+                     {"name": "w", "loss": {"name": "focal", "gamma": 2.0}}]})
+    for p in plan_runs(study, tmp_path):
+        write_fake_run(p.run_dir, seed=p.seed, push=0.0 if p.variant == "ce" else 0.3)
+    a = analyze(study, tmp_path)
+    lines = verdict_lines(a)
+    d = a.agg.variants["w"].diff["group_accuracy"]
+    assert lines[0].startswith("ce: the baseline, accuracy ") and "group accuracy" in lines[0]
+    assert lines[1].startswith(f"w: group accuracy {100 * d.mean:+.1f} pt ({significance(d)})")
+    assert "moved threshold" not in lines[1]  # no important class: no threshold moving

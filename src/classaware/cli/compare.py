@@ -120,7 +120,7 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _print_report(study: Any, out: Path, a: Any, html: Path) -> None:
+def _print_report(study: Any, a: Any, html: Path) -> None:
     from classaware.study.report import comparison_table, format_text_table, threshold_table
     from classaware.study.verdict import ALPHA, verdict_lines
 
@@ -146,14 +146,15 @@ def _report(study: Any, out: Path, *, report_only: bool) -> Any:
     the report failed (said in one line; the finished runs stay, ``--report-only`` rebuilds)."""
     import traceback
 
-    from classaware.study.report import analyze, write_report
+    from classaware.study.analysis import analyze
+    from classaware.study.report import write_report
 
     try:
         a = analyze(study, out)
         if report_only and not a.records:
             raise ConfigError(f"--report-only: no finished run of study {study.name!r} in "
                               f"{_shown(out)}; run the study first (without --report-only)")
-        _print_report(study, out, a, write_report(study, out, analysis=a))
+        _print_report(study, a, write_report(study, out, analysis=a))
         return a
     except ConfigError:
         raise

@@ -56,8 +56,8 @@ def significance(d: Paired) -> str:
 def delta(d: Paired, metric: str, *, sep: str = " (") -> str:
     """``+9.7 pt (significant, p = 0.028)``: the paired mean (points for fractions) and its test;
     ``sep=", "`` gives ``+9.7 pt, significant, p = 0.028`` for use inside brackets."""
-    unit = " pt" if metric_scale(metric) == 100.0 else ""
-    value = f"{metric_scale(metric) * (d.mean or 0.0):+.1f}{unit}"
+    pt = metric_scale(metric) == 100.0
+    value = f"{metric_scale(metric) * (d.mean or 0.0):+.{1 if pt else 2}f}{' pt' if pt else ''}"
     return f"{value}{sep}{significance(d)}{')' if sep == ' (' else ''}"
 
 
@@ -79,8 +79,15 @@ def threshold_words(variant: str, baseline: str, cname: str, d: Paired) -> str:
     return f"at the same {cname} recall, {who} (Δ {delta(d, 'accuracy', sep=', ')})"
 
 
+NAMES = {"balanced_accuracy": "balanced accuracy", "group_accuracy": "group accuracy",
+         "mean_abs_class_error": "mean absolute class error",
+         "few_shot_accuracy": "few-shot accuracy"}
+
+
 def _name(metric: str) -> str:
-    return f"{metric[7:-1]} recall" if metric.startswith("recall[") else metric_label(metric)
+    if metric.startswith("recall["):
+        return f"{metric[7:-1]} recall"
+    return NAMES.get(metric, metric_label(metric))
 
 
 def primary_metrics(a: StudyAnalysis) -> list[str]:
@@ -97,8 +104,9 @@ def primary_metrics(a: StudyAnalysis) -> list[str]:
 def _mean(s: Summary | None, metric: str) -> str:
     if s is None or s.mean is None:
         return "–"
-    hw = f" ± {metric_scale(metric) * s.half_width:.1f}" if s.half_width is not None else ""
-    return f"{metric_scale(metric) * s.mean:.1f}{hw}{' %' if metric_scale(metric) == 100 else ''}"
+    k, digits = metric_scale(metric), 1 if metric_scale(metric) == 100.0 else 2
+    hw = f" ± {k * s.half_width:.{digits}f}" if s.half_width is not None else ""
+    return f"{k * s.mean:.{digits}f}{hw}{' %' if digits == 1 else ''}"
 
 
 def variant_line(a: StudyAnalysis, variant: str) -> str:
