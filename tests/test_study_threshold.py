@@ -29,14 +29,14 @@ def test_critical_bias():
 def test_sweep_counts_by_hand():
     s = thr.sweep(VAL, VAL_Y, 1, [0.0, 0.75, 1.3, 1.6, 2.5, 3.5])
     # recall = #(m_i < b among class 1) / 4
-    np.testing.assert_allclose(s["recall"], [0, 0.25, 0.5, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(s.recall, [0, 0.25, 0.5, 0.5, 0.75, 1.0])
     # correct: class-1 hits + class 0/2 not moved to 1
     #  b=0: 0 + 3 ; b=.75: 1 + 3 ; b=1.3: 2 + 2 (y=2 moved) ; b=1.6: 2 + 1 ; b=2.5: 3 + 1 ; b=3.5: 4 + 0
-    np.testing.assert_allclose(s["accuracy"], np.array([3, 4, 4, 3, 4, 4]) / 7)
+    np.testing.assert_allclose(s.accuracy, np.array([3, 4, 4, 3, 4, 4]) / 7)
     # precision: tp / predicted 1: b=1.3 -> 2/3 ; b=1.6 -> 2/4 ; b=0 -> nothing predicted -> nan
-    assert np.isnan(s["precision"][0])
-    assert s["precision"][2] == pytest.approx(2 / 3)
-    assert s["precision"][3] == pytest.approx(2 / 4)
+    assert np.isnan(s.precision[0])
+    assert s.precision[2] == pytest.approx(2 / 3)
+    assert s.precision[3] == pytest.approx(2 / 4)
 
 
 def test_sweep_at_zero_is_the_argmax():
@@ -45,8 +45,8 @@ def test_sweep_at_zero_is_the_argmax():
     y = rng.integers(0, 4, 200)
     s = thr.sweep(o, y, 2, [0.0])
     pred = o.argmax(1)
-    assert s["accuracy"][0] == pytest.approx((pred == y).mean())
-    assert s["recall"][0] == pytest.approx((pred[y == 2] == 2).mean())
+    assert s.accuracy[0] == pytest.approx((pred == y).mean())
+    assert s.recall[0] == pytest.approx((pred[y == 2] == 2).mean())
 
 
 @pytest.mark.parametrize("target, m_needed", [(0.25, 0.5), (0.5, 1.0), (0.6, 2.0), (0.75, 2.0),
@@ -55,11 +55,11 @@ def test_choose_smallest_bias_reaching_target(target, m_needed):
     b = thr.choose_bias(VAL, VAL_Y, 1, target)
     # the smallest bias with recall >= target is just above the ceil(target*4)-th critical value
     assert m_needed < b < m_needed + 1e-3
-    assert thr.apply_bias(VAL, VAL_Y, 1, b)["recall"] >= target
+    assert thr.apply_bias(VAL, VAL_Y, 1, b).recall >= target
     # and nothing smaller on the grid reaches it
     grid = thr.bias_grid(VAL, VAL_Y, 1)
     smaller = grid[grid < b]
-    assert (thr.sweep(VAL, VAL_Y, 1, smaller)["recall"] < target).all()
+    assert (thr.sweep(VAL, VAL_Y, 1, smaller).recall < target).all()
 
 
 def test_choose_bias_can_be_negative_and_unreachable():
@@ -81,22 +81,22 @@ def test_operating_points_apply_val_bias_to_test():
     ty = np.array([1, 1, 2, 0])
     ops = thr.operating_points(VAL, VAL_Y, test, ty, 1, [0.5, 0.75])
     # target .5 -> b just above 1.0 -> test: recall 1/2, acc: 1 + (y=2 kept) + (y=0) = 3/4
-    assert 1.0 < ops[0]["bias"] < 1.001
-    assert ops[0]["val_recall"] == pytest.approx(0.5)
-    assert ops[0]["test_recall"] == pytest.approx(0.5)
-    assert ops[0]["test_accuracy"] == pytest.approx(0.75)
+    assert 1.0 < ops[0].test.bias < 1.001
+    assert ops[0].val_recall == pytest.approx(0.5)
+    assert ops[0].test.recall == pytest.approx(0.5)
+    assert ops[0].test.accuracy == pytest.approx(0.75)
     # target .75 -> b just above 2.0 -> test: recall 1, y=2 moved to 1: acc 3/4
-    assert 2.0 < ops[1]["bias"] < 2.001
-    assert ops[1]["test_recall"] == pytest.approx(1.0)
-    assert ops[1]["test_accuracy"] == pytest.approx(0.75)
+    assert 2.0 < ops[1].test.bias < 2.001
+    assert ops[1].test.recall == pytest.approx(1.0)
+    assert ops[1].test.accuracy == pytest.approx(0.75)
 
 
 def test_accuracy_at_recall_on_curve():
     c = thr.curve(VAL, VAL_Y, 1)
     # best accuracy with recall >= .25: b in (1.0, 1.2) recalls 2 of 4 and keeps the 3 others: 5/7
-    assert thr.accuracy_at_recall(c["recall"], c["accuracy"], 0.25) == pytest.approx(5 / 7)
+    assert thr.accuracy_at_recall(c.recall, c.accuracy, 0.25) == pytest.approx(5 / 7)
     # recall 1 needs b > 3: every sample predicted 1 -> 4/7
-    assert thr.accuracy_at_recall(c["recall"], c["accuracy"], 1.0) == pytest.approx(4 / 7)
+    assert thr.accuracy_at_recall(c.recall, c.accuracy, 1.0) == pytest.approx(4 / 7)
     assert np.isnan(thr.accuracy_at_recall([0.1, 0.2], [0.9, 0.8], 0.5))  # unreachable
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -103,25 +104,83 @@ def _summary_line(run_dir: Path) -> str:
 def _per_class_table(run_dir: Path) -> str:
     from classaware.metrics import format_table
 
-    final = json.loads((run_dir / "final.json").read_text())
-    names = final["class_names"]
-    return format_table(final["test"], names, important=final.get("important_classes") or ())
+    try:
+        final = json.loads((run_dir / "final.json").read_text())
+        return format_table(final["test"], final["class_names"],
+                            important=final.get("important_classes") or ())
+    except Exception as exc:  # a table is a courtesy: never stop the study for it
+        return f"(no per-class table: {type(exc).__name__}: {exc})"
+
+
+def _shown(path: Path) -> str:
+    """``path`` as the user gave it, relative to the working directory when it lies below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _print_report(study: Any, a: Any, html: Path) -> None:
+    from classaware.study.report import comparison_table, format_text_table, threshold_table
+    from classaware.study.verdict import ALPHA, verdict_lines
+
+    lines = verdict_lines(a)
+    if lines:
+        print(f"\nVerdict (paired over seeds vs {study.baseline}; significant at p < {ALPHA:g}; "
+              f"accuracy kept = Δ accuracy ≥ -{study.accuracy_tolerance:g} pt):")
+        print("\n".join(f"  {line}" for line in lines))
+        header, rows = comparison_table(a)
+        print(f"\nComparison on the test set (mean ± 95% CI over seeds, %; Δ = paired difference "
+              f"to {study.baseline}):")
+        print(format_text_table(header, rows))
+        for cname in a.threshold:
+            h, r = threshold_table(a, cname)
+            print(f"\nThreshold moving on {cname} ({study.baseline}+threshold = accuracy of "
+                  f"{study.baseline}'s threshold curve at the same recall):")
+            print(format_text_table(h, r))
+    print(f"\nreport: {_shown(html)}")
+
+
+def _report(study: Any, out: Path, *, report_only: bool) -> Any:
+    """Analyse ``out``, write the report and print it; returns the analysis, or None when building
+    the report failed (said in one line; the finished runs stay, ``--report-only`` rebuilds)."""
+    import traceback
+
+    from classaware.study.analysis import analyze
+    from classaware.study.report import write_report
+
+    try:
+        a = analyze(study, out)
+        if report_only and not a.records:
+            raise ConfigError(f"--report-only: no finished run of study {study.name!r} in "
+                              f"{_shown(out)}; run the study first (without --report-only)")
+        _print_report(study, a, write_report(study, out, analysis=a))
+        return a
+    except ConfigError:
+        raise
+    except Exception as exc:
+        log = out / "logs" / "report-error.log"
+        try:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(traceback.format_exc())
+            where = f"; traceback in {_shown(log)}"
+        except OSError:
+            where = ""
+        print(f"classaware: error: building the report failed ({type(exc).__name__}: {exc}){where}."
+              f" The finished runs are kept in {_shown(out / 'runs')}; once fixed, rebuild the "
+              "report with the same command and --report-only", file=sys.stderr)
+        return None
 
 
 def run_and_report(study: Any, out: str | Path, *, jobs: int = 1, report_only: bool = False,
                    tables: bool | list[str] = False) -> int:
-    """Run ``study`` into ``out`` (unless ``report_only``), write the report, print the tables.
+    """Run ``study`` into ``out`` (unless ``report_only``), write the report, print the verdict and
+    the tables.
 
     ``tables``: True prints every run's per-class test table as it finishes; a list of variant
-    names prints those variants' tables (first seed). Returns 0, or 1 when runs failed.
+    names prints those variants' tables (first seed). Returns 0; 1 when runs failed or are
+    missing, or when building the report failed (one line; ``--report-only`` rebuilds it).
     """
-    from classaware.study.report import (
-        analyze,
-        comparison_table,
-        format_text_table,
-        threshold_table,
-        write_report,
-    )
     from classaware.study.runner import execute_study
 
     out = Path(out)
@@ -150,26 +209,15 @@ def run_and_report(study: Any, out: str | Path, *, jobs: int = 1, report_only: b
               f"-> {out}")
         outcome = execute_study(study, out, jobs=jobs, on_done=on_done)
         failed = outcome.failed
-    a = analyze(study, out)
-    html = write_report(study, out, analysis=a)
-    if a["records"]:
-        header, rows = comparison_table(a)
-        print(f"\nComparison on the test set (mean ± 95% CI over seeds, %; Δ = paired difference "
-              f"to {study.baseline}):")
-        print(format_text_table(header, rows))
-        for cname in a["threshold"]:
-            h, r = threshold_table(a, cname)
-            print(f"\nThreshold moving on {cname} ({study.baseline}+threshold = accuracy of "
-                  f"{study.baseline}'s threshold curve at the same recall):")
-            print(format_text_table(h, r))
-    elapsed = time.perf_counter() - t0
-    print(f"\nreport: {html.resolve()}")
-    print(f"({len(a['records'])}/{len(a['planned'])} runs finished; {elapsed:.0f} s)")
-    if failed:
-        print(f"failed runs: {', '.join(failed)} (logs in {out / 'logs'}); run the same command "
-              "again to retry them")
+    a = _report(study, out, report_only=report_only)
+    if a is None:
         return 1
-    return 0 if not a["missing"] else 1
+    print(f"({len(a.records)}/{len(a.planned)} runs finished; {time.perf_counter() - t0:.0f} s)")
+    if failed:
+        print(f"failed runs: {', '.join(failed)} (logs in {_shown(out / 'logs')}); run the same "
+              "command again to retry them")
+        return 1
+    return 0 if not a.missing else 1
 
 
 def run_default_study(out: str | Path | None = None, jobs: int | None = None) -> int:

@@ -13,7 +13,8 @@ PosixPath('runs/demo/report.html')
 from __future__ import annotations
 
 from classaware.study.aggregate import aggregate, paired_difference, summarize
-from classaware.study.report import analyze, write_report
+from classaware.study.analysis import analyze
+from classaware.study.report import write_report
 from classaware.study.runner import execute_study, plan_runs
 from classaware.study.spec import Study, Variant, load_study, presets
 

@@ -10,12 +10,13 @@ Paired difference of a variant ``v`` to the baseline ``b`` over the seeds both h
 two-sided ``p = 2 · (1 − T_{n−1}(|t|))`` (the paired t-test, as ``scipy.stats.ttest_rel``).
 With ``n < 2`` (or ``sd(d) = 0``) there is no test: ``t`` and ``p`` are ``None`` ("n/a").
 
-"Accuracy kept": ``mean_acc(v) ≥ mean_acc(b) − tolerance / 100`` (tolerance in percentage points).
+"Accuracy kept": the paired mean accuracy difference ``mean(d) ≥ −tolerance / 100`` (tolerance in
+percentage points), over the same paired seeds as the Δ column.
 
 Example
 -------
 >>> s = summarize([0.80, 0.82, 0.84])
->>> round(s["mean"], 4), round(s["sd"], 4), s["n"]
+>>> round(s.mean, 4), round(s.sd, 4), s.n
 (0.82, 0.02, 3)
 """
 
@@ -32,6 +33,26 @@ import numpy as np
 
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1")
 SHOTS = ("many_shot_accuracy", "medium_shot_accuracy", "few_shot_accuracy")
+NOT_FRACTION = frozenset({"mean_abs_class_error"})  # every other metric is a fraction in [0, 1]
+LABELS = {
+    "accuracy": "accuracy", "balanced_accuracy": "bal. acc", "macro_f1": "macro-F1",
+    "many_shot_accuracy": "many", "medium_shot_accuracy": "medium", "few_shot_accuracy": "few",
+    "group_accuracy": "group acc", "group_accuracy_mistakes": "group acc (mistakes)",
+    "mean_abs_class_error": "MAE (classes)",
+}
+
+
+def metric_label(metric: str) -> str:
+    """The column label of a metric key: ``recall[Shirt]`` → ``recall Shirt``."""
+    for prefix in ("recall", "precision"):
+        if metric.startswith(prefix + "["):
+            return f"{prefix} {metric[len(prefix) + 1:-1]}"
+    return LABELS.get(metric, metric)
+
+
+def metric_scale(metric: str) -> float:
+    """100 for fractions (shown in % and differences in points), 1 for the others."""
+    return 1.0 if metric in NOT_FRACTION else 100.0
 
 
 def _t_ppf(q: float, df: int) -> float:
@@ -46,54 +67,68 @@ def _t_sf(x: float, df: int) -> float:
     return float(t.sf(x, df))
 
 
-def summarize(values: Sequence[float], *, confidence: float = 0.95) -> dict[str, Any]:
-    """Mean, sample sd and the t confidence interval of ``values`` (NaN/None entries dropped).
+@dataclass(frozen=True)
+class Summary:
+    """Mean, sample sd and t confidence interval over seeds; ``sd`` and the interval are ``None``
+    when ``n < 2``, everything but ``n`` is ``None`` when ``n == 0``."""
 
-    Returns ``{"n", "mean", "sd", "ci_low", "ci_high", "half_width"}``; ``sd`` and the interval are
-    ``None`` when ``n < 2``, everything but ``n`` is ``None`` when ``n == 0``.
-    """
+    n: int
+    mean: float | None = None
+    sd: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    half_width: float | None = None
+
+
+@dataclass(frozen=True)
+class Paired(Summary):
+    """:class:`Summary` of the paired differences ``variant − baseline`` over ``seeds`` (the seeds
+    both have), with the paired t-test's ``t`` and two-sided ``p`` (``None``: no test)."""
+
+    t: float | None = None
+    p: float | None = None
+    seeds: tuple[int, ...] = ()
+
+
+def summarize(values: Sequence[float | None], *, confidence: float = 0.95) -> Summary:
+    """Mean, sample sd and the t confidence interval of ``values`` (NaN/None entries dropped)."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence: expected a number in (0, 1), got {confidence!r}")
     x = np.array([float(v) for v in values if v is not None and not _isnan(v)], dtype=np.float64)
     n = int(x.size)
-    out: dict[str, Any] = {"n": n, "mean": None, "sd": None, "ci_low": None, "ci_high": None,
-                           "half_width": None}
     if n == 0:
-        return out
+        return Summary(n=0)
     mean = float(x.mean())
-    out["mean"] = mean
-    if n >= 2:
-        sd = float(x.std(ddof=1))
-        hw = _t_ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
-        out.update(sd=sd, ci_low=mean - hw, ci_high=mean + hw, half_width=hw)
-    return out
+    if n < 2:
+        return Summary(n=n, mean=mean)
+    sd = float(x.std(ddof=1))
+    hw = _t_ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
+    return Summary(n=n, mean=mean, sd=sd, ci_low=mean - hw, ci_high=mean + hw, half_width=hw)
 
 
-def paired_difference(variant: dict[int, float], baseline: dict[int, float], *,
-                      confidence: float = 0.95) -> dict[str, Any]:
+def paired_difference(variant: dict[int, float | None], baseline: dict[int, float | None], *,
+                      confidence: float = 0.95) -> Paired:
     """Paired difference ``variant − baseline`` over the seeds both have (dicts seed → value).
 
-    Returns :func:`summarize` of the differences plus ``"t"``, ``"p"`` (two-sided paired t-test;
-    ``None`` when n < 2 or the differences have sd 0) and ``"seeds"`` (the paired seeds).
+    ``t`` and ``p`` are ``None`` when n < 2 or the differences have sd 0.
     """
-    seeds = sorted(s for s in variant if s in baseline
-                   and variant[s] is not None and baseline[s] is not None
-                   and not _isnan(variant[s]) and not _isnan(baseline[s]))
-    d = [float(variant[s]) - float(baseline[s]) for s in seeds]
-    out = summarize(d, confidence=confidence)
-    out.update(t=None, p=None, seeds=seeds)
-    if out["n"] >= 2 and out["sd"] and out["sd"] > 0:
-        t = out["mean"] / (out["sd"] / math.sqrt(out["n"]))
-        out.update(t=float(t), p=float(min(1.0, 2.0 * _t_sf(abs(t), out["n"] - 1))))
-    return out
+    seeds = tuple(sorted(s for s in variant if s in baseline
+                         and not _isnan(variant[s]) and not _isnan(baseline[s])))
+    d = summarize([float(variant[s]) - float(baseline[s]) for s in seeds],  # type: ignore[arg-type]
+                  confidence=confidence)
+    t = p = None
+    if d.n >= 2 and d.sd and d.mean is not None:
+        t = d.mean / (d.sd / math.sqrt(d.n))
+        p = float(min(1.0, 2.0 * _t_sf(abs(t), d.n - 1)))
+    return Paired(**vars(d), t=t, p=p, seeds=seeds)
 
 
-def accuracy_kept(variant_mean: float | None, baseline_mean: float | None,
-                  tolerance_points: float) -> bool | None:
-    """``variant_mean ≥ baseline_mean − tolerance_points / 100`` (None when a mean is missing)."""
-    if variant_mean is None or baseline_mean is None:
+def accuracy_kept(delta: float | None, tolerance_points: float) -> bool | None:
+    """``delta ≥ −tolerance_points / 100`` for the paired mean accuracy difference ``delta``
+    (a fraction) to the baseline; ``None`` when there is no paired seed."""
+    if delta is None:
         return None
-    return bool(variant_mean >= baseline_mean - tolerance_points / 100.0 - 1e-12)
+    return bool(delta >= -tolerance_points / 100.0 - 1e-12)
 
 
 def _isnan(v: Any) -> bool:
@@ -209,42 +244,57 @@ def _num(v: Any) -> float | None:
     return None if math.isnan(f) else f
 
 
+@dataclass(frozen=True)
+class VariantSummary:
+    """One variant over its seeds: per-seed ``values`` (seed → metric → fraction), ``stats``
+    (metric → :class:`Summary`), ``diff`` (metric → :class:`Paired` vs the baseline) and
+    ``accuracy_kept`` (:func:`accuracy_kept` of the paired accuracy difference)."""
+
+    name: str
+    seeds: list[int]
+    values: dict[int, dict[str, float | None]]
+    stats: dict[str, Summary]
+    diff: dict[str, Paired]
+    accuracy_kept: bool | None
+
+    @property
+    def n(self) -> int:
+        return len(self.seeds)
+
+
+@dataclass(frozen=True)
+class StudyAggregate:
+    """Every variant's :class:`VariantSummary` (study order), the metric names, the baseline and
+    the accuracy tolerance (points)."""
+
+    metrics: list[str]
+    variants: dict[str, VariantSummary]
+    baseline: str
+    tolerance: float
+
+
 def aggregate(records: list[RunRecord], *, variants: list[str], baseline: str,
               tolerance_points: float, important: Sequence[str | int] = (),
-              groups: Sequence[Sequence[str | int]] = (), ordinal: bool = False) -> dict[str, Any]:
+              groups: Sequence[Sequence[str | int]] = (), ordinal: bool = False) -> StudyAggregate:
     """Per variant and metric: summary over seeds, paired difference to ``baseline``, and the
-    accuracy-kept rule.
-
-    Returns ``{"metrics": [metric names], "variants": {name: {"n", "seeds", "stats": {metric:
-    summary}, "diff": {metric: paired}, "accuracy_kept": bool|None}}, "baseline", "tolerance"}``.
-    """
-    per: dict[str, dict[int, dict[str, Any]]] = {v: {} for v in variants}
+    accuracy-kept rule on the paired accuracy difference."""
+    per: dict[str, dict[int, dict[str, float | None]]] = {v: {} for v in variants}
     for r in records:
         if r.variant in per:
             per[r.variant][r.seed] = run_metrics(r.final, important=important, groups=groups,
                                                  ordinal=ordinal)
-    metric_names: list[str] = []
-    for v in variants:
-        for vals in per[v].values():
-            for k in vals:
-                if k not in metric_names:
-                    metric_names.append(k)
+    metric_names = list(dict.fromkeys(k for v in variants for vals in per[v].values() for k in vals))
     base = per.get(baseline, {})
-    out: dict[str, Any] = {"metrics": metric_names, "variants": {}, "baseline": baseline,
-                           "tolerance": tolerance_points}
-    base_acc = summarize([m.get("accuracy") for m in base.values()])["mean"]
+    out: dict[str, VariantSummary] = {}
     for v in variants:
         seeds = sorted(per[v])
-        stats = {k: summarize([per[v][s].get(k) for s in seeds]) for k in metric_names}
-        diff = {}
-        for k in metric_names:
-            a = {s: per[v][s].get(k) for s in seeds}
-            b = {s: m.get(k) for s, m in base.items()}
-            diff[k] = paired_difference(a, b)
-        out["variants"][v] = {
-            "n": len(seeds), "seeds": seeds, "stats": stats, "diff": diff,
-            "values": {s: per[v][s] for s in seeds},
-            "accuracy_kept": accuracy_kept(stats.get("accuracy", {}).get("mean"), base_acc,
-                                           tolerance_points),
-        }
-    return out
+        diff = {k: paired_difference({s: per[v][s].get(k) for s in seeds},
+                                     {s: m.get(k) for s, m in base.items()})
+                for k in metric_names}
+        out[v] = VariantSummary(
+            name=v, seeds=seeds, values={s: per[v][s] for s in seeds},
+            stats={k: summarize([per[v][s].get(k) for s in seeds]) for k in metric_names},
+            diff=diff,
+            accuracy_kept=accuracy_kept(diff["accuracy"].mean if diff else None, tolerance_points))
+    return StudyAggregate(metrics=metric_names, variants=out, baseline=baseline,
+                          tolerance=tolerance_points)

@@ -27,9 +27,41 @@ True
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Class ``k``'s recall and precision and the accuracy at each bias (arrays as long as ``bias``;
+    recall is NaN when class ``k`` has no sample, precision NaN when nothing is predicted ``k``)."""
+
+    bias: np.ndarray
+    recall: np.ndarray
+    precision: np.ndarray
+    accuracy: np.ndarray
+
+
+@dataclass(frozen=True)
+class Point:
+    """Recall and precision of class ``k`` and the accuracy at one bias (NaN as in :class:`Curve`)."""
+
+    bias: float
+    recall: float
+    precision: float
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """A target recall, the validation recall of the bias chosen for it on validation, and the
+    :class:`Point` of that bias on test (both ``None`` when the target is unreachable on val)."""
+
+    target: float
+    val_recall: float | None = None
+    test: Point | None = None
 
 
 def _check(outputs: Any, targets: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -55,13 +87,10 @@ def critical_bias(outputs: Any, k: int) -> np.ndarray:
     return others.max(axis=1) - o[:, k]
 
 
-def sweep(outputs: Any, targets: Any, k: int, biases: Any) -> dict[str, np.ndarray]:
+def sweep(outputs: Any, targets: Any, k: int, biases: Any) -> Curve:
     """Recall, precision of class ``k`` and accuracy for each bias in ``biases``.
 
     With ``m_i`` the critical bias, ``ŷ_i(b) = k`` if ``b > m_i`` else ``argmax_{j≠k} o_ij``.
-
-    Returns ``{"bias", "recall", "precision", "accuracy"}`` (arrays as long as ``biases``;
-    recall is NaN when class ``k`` has no sample, precision NaN when nothing is predicted ``k``).
     """
     o, y = _check(outputs, targets, k)
     b = np.asarray(biases, dtype=np.float64).reshape(-1)
@@ -79,12 +108,8 @@ def sweep(outputs: Any, targets: Any, k: int, biases: Any) -> dict[str, np.ndarr
     with np.errstate(invalid="ignore", divide="ignore"):
         recall = tp / n_k if n_k else np.full(b.shape, np.nan)
         precision = np.where(n_pred > 0, tp / np.maximum(n_pred, 1), np.nan)
-    return {
-        "bias": b,
-        "recall": np.asarray(recall, dtype=np.float64),
-        "precision": precision.astype(np.float64),
-        "accuracy": correct / max(len(y), 1),
-    }
+    return Curve(bias=b, recall=np.asarray(recall, dtype=np.float64),
+                 precision=precision.astype(np.float64), accuracy=correct / max(len(y), 1))
 
 
 def bias_grid(outputs: Any, targets: Any, k: int, *, num: int = 201,
@@ -118,43 +143,37 @@ def choose_bias(outputs: Any, targets: Any, k: int, target_recall: float,
     if grid is None:
         grid = bias_grid(outputs, targets, k)
     g = np.sort(np.asarray(grid, dtype=np.float64).reshape(-1))
-    r = sweep(outputs, targets, k, g)["recall"]
+    r = sweep(outputs, targets, k, g).recall
     ok = np.nonzero(r >= float(target_recall) - 1e-12)[0]
     return float(g[ok[0]]) if ok.size else None
 
 
-def apply_bias(outputs: Any, targets: Any, k: int, bias: float) -> dict[str, float]:
-    """Recall/precision of class ``k`` and accuracy at one bias (``float``s; NaN as in :func:`sweep`)."""
+def apply_bias(outputs: Any, targets: Any, k: int, bias: float) -> Point:
+    """Recall/precision of class ``k`` and accuracy at one bias."""
     s = sweep(outputs, targets, k, [bias])
-    return {"bias": float(bias), "recall": float(s["recall"][0]),
-            "precision": float(s["precision"][0]), "accuracy": float(s["accuracy"][0])}
+    return Point(bias=float(bias), recall=float(s.recall[0]), precision=float(s.precision[0]),
+                 accuracy=float(s.accuracy[0]))
 
 
 def operating_points(val_outputs: Any, val_targets: Any, test_outputs: Any, test_targets: Any,
-                     k: int, targets: list[float]) -> list[dict[str, Any]]:
-    """For each target recall: the bias chosen on validation, its val recall, and its test metrics.
-
-    Each item: ``{"target", "bias", "val_recall", "test_recall", "test_precision",
-    "test_accuracy"}`` (bias and metrics ``None`` when the target is unreachable on validation).
-    """
+                     k: int, targets: list[float]) -> list[OperatingPoint]:
+    """For each target recall: the bias chosen on validation, its val recall, and its test metrics."""
     grid = bias_grid(val_outputs, val_targets, k)
     out = []
     for t in targets:
         b = choose_bias(val_outputs, val_targets, k, t, grid)
-        row: dict[str, Any] = {"target": float(t), "bias": b, "val_recall": None,
-                               "test_recall": None, "test_precision": None, "test_accuracy": None}
-        if b is not None:
-            row["val_recall"] = apply_bias(val_outputs, val_targets, k, b)["recall"]
-            te = apply_bias(test_outputs, test_targets, k, b)
-            row.update(test_recall=te["recall"], test_precision=te["precision"],
-                       test_accuracy=te["accuracy"])
-        out.append(row)
+        if b is None:
+            out.append(OperatingPoint(target=float(t)))
+            continue
+        out.append(OperatingPoint(
+            target=float(t), val_recall=apply_bias(val_outputs, val_targets, k, b).recall,
+            test=apply_bias(test_outputs, test_targets, k, b)))
     return out
 
 
-def curve(outputs: Any, targets: Any, k: int, grid: Any | None = None) -> dict[str, np.ndarray]:
+def curve(outputs: Any, targets: Any, k: int, grid: Any | None = None) -> Curve:
     """The recall-vs-accuracy curve of ``k`` over a bias grid (default: :func:`bias_grid` of these
-    outputs); same keys as :func:`sweep`."""
+    outputs)."""
     if grid is None:
         grid = bias_grid(outputs, targets, k)
     return sweep(outputs, targets, k, grid)
