@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -43,15 +42,15 @@ def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
 @pytest.fixture
 def fake_loop(monkeypatch):
     """Replace run_training / evaluate_run and record their calls."""
+    import classaware.trainer.evaluate as evaluate
     import classaware.trainer.loop as loop
 
     calls: dict[str, list] = {"run_training": [], "evaluate_run": [], "interrupted": False}
 
-    def run_training(cfg, out_dir, *, resume=False, quiet=False):
+    def run_training(cfg, out_dir, *, resume=False, quiet=False, data=None, callbacks=None):
         calls["run_training"].append(dict(cfg=cfg, out_dir=Path(out_dir), resume=resume,
                                           quiet=quiet))
-        return SimpleNamespace(run_dir=Path(out_dir), config=cfg, final={},
-                               interrupted=calls["interrupted"])
+        return loop.RunResult(Path(out_dir), cfg, {}, interrupted=calls["interrupted"])
 
     def evaluate_run(run_dir, data_overrides=None, split="test"):
         calls["evaluate_run"].append(dict(run_dir=Path(run_dir), data_overrides=data_overrides,
@@ -62,7 +61,7 @@ def fake_loop(monkeypatch):
                 "important_recall": {"dog": 0.5}, "split": split, "num_samples": 12}
 
     monkeypatch.setattr(loop, "run_training", run_training)
-    monkeypatch.setattr(loop, "evaluate_run", evaluate_run)
+    monkeypatch.setattr(evaluate, "evaluate_run", evaluate_run)
     return calls
 
 
@@ -111,11 +110,13 @@ def test_config_errors_exit_2_with_one_line(capsys, fake_loop, sets, fragments):
     assert out == "" and fake_loop["run_training"] == []
 
 
-def test_resume_needs_out(capsys, fake_loop):
+def test_resume_needs_out(capsys, tmp_path, fake_loop):
     code, _, err = run_cli(capsys, "train", "--resume")
     assert_one_line_error(code, err, "--resume needs --out")
     code, _, err = run_cli(capsys, "train", "--resume", "--out", "does/not/exist")
-    assert_one_line_error(code, err, "config.toml", "not found")
+    assert_one_line_error(code, err, "--resume: 'does/not/exist' does not exist")
+    code, _, err = run_cli(capsys, "train", "--resume", "--out", str(tmp_path))
+    assert_one_line_error(code, err, "has no config.toml: not a classaware run directory")
 
 
 def test_argparse_errors_are_one_line_exit_2(capsys):
@@ -177,16 +178,16 @@ def test_python_api_overrides(fake_loop, tmp_path):
                          loss={"name": "cce", "gamma": -0.5}, optim__momentum=0.5,
                          **{"train.epochs": 1})
     cfg = fake_loop["run_training"][0]["cfg"]
-    assert (cfg["optim"]["lr"], cfg["optim"]["momentum"], cfg["train"]["epochs"]) == (0.2, 0.5, 1)
-    assert (cfg["loss"]["name"], cfg["loss"]["gamma"]) == ("cce", -0.5)
-    assert r.config is cfg
+    assert (cfg.optim.lr, cfg.optim.momentum, cfg.train.epochs) == (0.2, 0.5, 1)
+    assert (cfg.loss.name, cfg.loss.params["gamma"]) == ("cce", -0.5)
+    assert r.config is cfg and r.interrupted is False
 
 
 def test_python_api_fails_before_importing_the_loop(monkeypatch):
     monkeypatch.setitem(sys.modules, "classaware.trainer.loop", None)  # import would fail
     with pytest.raises(ConfigError, match="optim.lr"):
         train(None, optim={"lr": -1.0})
-    with pytest.raises(ConfigError, match="resume: needs out"):
+    with pytest.raises(ConfigError, match="--resume needs --out"):
         train(None, resume=True)
 
 
@@ -276,7 +277,7 @@ def test_real_train_then_evaluate_on_digits(capsys, tmp_path):
                            "--set", "train.device=cpu", "--out", str(out), "--quiet")
     assert code == 0, err
     final = json.loads((out / "final.json").read_text())
-    assert load_config(out / "config.toml")["model"]["hidden"] == [32]
+    assert load_config(out / "config.toml").model.hidden == (32,)
     code, text, err = run_cli(capsys, "evaluate", str(out), "--split", "test")
     assert code == 0, err
     assert any(line.startswith("* 3") for line in text.splitlines())
