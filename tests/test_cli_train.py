@@ -100,6 +100,10 @@ def test_bad_toml_gives_line_and_column(capsys, tmp_path, fake_loop):
      ["model.head", 'set model.head = "cosine"']),
     (["loss.name=focal", "loss.margin=0.2"], ["loss.margin", "it takes: gamma"]),
     (["optim.lr"], ["--set 'optim.lr': expected KEY=VALUE"]),
+    (["optim.lr=inf"], ["optim.lr: expected a number > 0, got inf (float)"]),
+    (["optim.weight_decay=inf"], ["optim.weight_decay: expected a number >= 0, got inf (float)"]),
+    (["optim.lr=nan"], ["optim.lr: expected a number > 0, got nan (float)"]),
+    (["data.imbalance.ratio=-inf"], ["data.imbalance.ratio: expected a number >= 1, got -inf"]),
 ])
 def test_config_errors_exit_2_with_one_line(capsys, fake_loop, sets, fragments):
     argv = ["train"]
@@ -294,3 +298,47 @@ def test_python_m_classaware_user_error_subprocess(tmp_path):
     assert proc.stderr == ("classaware: error: optim.lr: expected a number > 0, "
                            "got -1 (int)\n")
     assert proc.stdout == "" and not (tmp_path / "never").exists()
+
+
+def test_a_config_toml_saved_before_the_typed_schema_still_runs(capsys):
+    old = Path(__file__).parent / "fixtures" / "ldam-drw-cifar10-lt.config.toml"
+    code, out, err = run_cli(capsys, "train", "--config", str(old), "--print-config")
+    assert code == 0, err
+    assert tomllib.loads(out) == tomllib.loads(old.read_text())
+
+
+def _named_npz(path: Path) -> Path:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 30)
+    x = (rng.normal(size=(90, 4)) + y[:, None]).astype(np.float32)
+    np.savez(path, x_train=x, y_train=y, x_test=x[::3], y_test=y[::3],
+             class_names=np.array(["Cat", "Dog", "Bird"]))
+    return path
+
+
+def test_class_names_resolve_case_insensitively_from_train_to_evaluate(capsys, tmp_path):
+    data = _named_npz(tmp_path / "animals.npz")
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--set", "data.name=arrays", "--set",
+                           f"data.path='{data}'", "--set", "model.name=mlp", "--set",
+                           "model.hidden=[8]", "--set", "train.epochs=1", "--set",
+                           "loss.important_classes=['cat', 'BIRD']", "--out", str(out), "--quiet")
+    assert code == 0, err
+    final = json.loads((out / "final.json").read_text())
+    assert final["important_class_names"] == ["Cat", "Bird"]
+    assert set(final["test"]["important_recall"]) == {"Cat", "Bird"}
+    code, text, err = run_cli(capsys, "evaluate", str(out))
+    assert code == 0, err
+    assert [line.split()[1] for line in text.splitlines() if line.startswith("*")] == ["Cat", "Bird"]
+
+
+def test_an_unknown_class_name_fails_before_training(capsys, tmp_path):
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--set", "data.name=digits", "--set",
+                           "model.name=mlp", "--set", "loss.important_classes=['eight']",
+                           "--out", str(out))
+    assert_one_line_error(code, err, "loss.important_classes: unknown class 'eight'; the classes "
+                                     "are: '0', '1', '2'")
+    assert not (out / "metrics.jsonl").exists() and not (out / "config.toml").exists()

@@ -198,7 +198,9 @@ def _similarity_matrix(table: dict[str, Any], class_names: list[str]) -> Tensor:
     if table["kind"] == "groups":
         groups = [resolve_classes(g, class_names, key="loss.similarity.groups")
                   for g in table["groups"]]
-        return similarity.from_groups(groups, c, within=table.get("within", 0.5))
+        # no "within": from_groups' own default
+        within = {"within": table["within"]} if "within" in table else {}
+        return similarity.from_groups(groups, c, **within)
     m = torch.tensor(table["matrix"], dtype=torch.float32)
     if m.shape != (c, c):
         raise ConfigError(f"loss.similarity.matrix: expected {c}×{c} (the data has {c} classes), "

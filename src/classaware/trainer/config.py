@@ -377,7 +377,8 @@ def _check_similarity(value: Any) -> Any:
                            "names or indices", groups)
         for g in groups:
             class_list(f"{key}.groups", g)
-        number(0.0, 1.0)(f"{key}.within", value.get("within", 0.5))
+        if "within" in value:
+            number(0.0, 1.0)(f"{key}.within", value["within"])
     elif kind == "ordinal":
         number(0.0, 1.0, hi_open=True)(f"{key}.reduction_factor", value["reduction_factor"])
     else:
