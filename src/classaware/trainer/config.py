@@ -65,10 +65,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["EvalConfig", "LossConfig", "OptimConfig", "RunConfig", "TrainConfig", "dump_config",
-           "load_config", "loss_params", "merge_config", "parse_set", "shipped_configs"]
+__all__ = ["SECTIONS", "EvalConfig", "LossConfig", "OptimConfig", "RunConfig", "TrainConfig",
+           "dump_config", "load_config", "loss_params", "merge_config", "parse_set",
+           "shipped_configs"]
 
-SECTIONS = ("data", "model", "loss", "optim", "train", "eval")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
 CLASS_WEIGHTS = ("none", "inverse_frequency", "class_balanced", "important")
@@ -281,6 +281,11 @@ class RunConfig(Section):
         if loss.spec.input == "cosine" and self.model.head != "cosine":
             raise ConfigError(f"model.head: loss {loss.name!r} is a margin loss on cosines; set "
                               f'model.head = "cosine" (got {self.model.head!r})')
+
+
+#: the TOML tables of a run config, in order (``seed`` is the one top-level key)
+SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RunConfig)
+                                  if "section" in f.metadata)
 
 
 def _all_dotted() -> list[str]:
