@@ -40,11 +40,12 @@ import torch.nn.functional as F
 
 from classaware.data import load_data
 from classaware.models import build_model
-from classaware.trainer.config import load_config
-from classaware.trainer.loop import Normalizer, run_training, seed_everything
+from classaware.trainer.build import Normalizer, seed_everything
+from classaware.trainer.config import RunConfig, load_config
+from classaware.trainer.loop import run_training
 
 
-def make_cfg(args: argparse.Namespace) -> dict:
+def make_cfg(args: argparse.Namespace) -> RunConfig:
     data = {"name": args.data, "val_fraction": args.val_fraction}
     if args.max_train:
         data["max_train"] = args.max_train
@@ -61,21 +62,21 @@ def make_cfg(args: argparse.Namespace) -> dict:
     })
 
 
-def bare_run(cfg: dict, device: torch.device) -> tuple[list[float], float]:
+def bare_run(cfg: RunConfig, device: torch.device) -> tuple[list[float], float]:
     """A hand-written loop; returns per-epoch seconds and the whole run's seconds."""
     t_start = time.perf_counter()
-    data = load_data(cfg["data"], seed=0)  # loading counts, as it does for the harness
+    data = load_data(cfg.data, seed=0)  # loading counts, as it does for the harness
     seed_everything(0)
-    model = build_model(cfg["model"], tuple(data.input_shape), len(data.class_names)).to(device)
+    model = build_model(cfg.model, tuple(data.input_shape), len(data.class_names)).to(device)
     x, y = data.x_train.to(device), data.y_train.to(device)
     norm = Normalizer.fit(data.x_train).to(device, x.dim())
-    o = cfg["optim"]
-    opt = torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o["momentum"],
-                          weight_decay=o["weight_decay"])
-    bs, n = cfg["train"]["batch_size"], x.shape[0]
+    o = cfg.optim
+    opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum,
+                          weight_decay=o.weight_decay)
+    bs, n = cfg.train.batch_size, x.shape[0]
     times = []
     model.train()
-    for _ in range(cfg["train"]["epochs"]):
+    for _ in range(cfg.train.epochs):
         t0 = time.perf_counter()
         perm = torch.randperm(n, device=device)
         for i in range(0, n, bs):
@@ -90,7 +91,7 @@ def bare_run(cfg: dict, device: torch.device) -> tuple[list[float], float]:
     return times, time.perf_counter() - t_start
 
 
-def harness_run(cfg: dict, root: Path, rep: int) -> tuple[list[float], float]:
+def harness_run(cfg: RunConfig, root: Path, rep: int) -> tuple[list[float], float]:
     run_dir = root / f"h{rep}"
     t0 = time.perf_counter()
     run_training(cfg, run_dir, quiet=True)
@@ -116,7 +117,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     cfg = make_cfg(args)
-    data = load_data(cfg["data"], seed=0)
+    data = load_data(cfg.data, seed=0)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))
     n = data.x_train.shape[0]

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from classaware.trainer import loop
+from classaware.trainer import build
 from classaware.trainer.config import load_config
 from classaware.trainer.loop import run_training
 
@@ -68,14 +68,14 @@ def measure(npz: Path, wl: dict, opts: dict, args: argparse.Namespace, root: Pat
                   "amp": "bf16" if opts.get("amp") else "none"},
         "eval": {"test": False},
     })
-    fits = loop._data_fits_on
+    fits = build._data_fits_on
     if host_data:
-        loop._data_fits_on = lambda device, nbytes: False  # keep the tensors in host memory
+        build._data_fits_on = lambda device, nbytes: False  # keep the tensors in host memory
     try:
         run_dir = root / f"r{len(list(root.iterdir()))}"
         run_training(cfg, run_dir, quiet=True)
     finally:
-        loop._data_fits_on = fits
+        build._data_fits_on = fits
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return args.n / statistics.median(r["train_seconds"] for r in lines[1:])
 

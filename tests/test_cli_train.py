@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -43,15 +42,15 @@ def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
 @pytest.fixture
 def fake_loop(monkeypatch):
     """Replace run_training / evaluate_run and record their calls."""
+    import classaware.trainer.evaluate as evaluate
     import classaware.trainer.loop as loop
 
     calls: dict[str, list] = {"run_training": [], "evaluate_run": [], "interrupted": False}
 
-    def run_training(cfg, out_dir, *, resume=False, quiet=False):
+    def run_training(cfg, out_dir, *, resume=False, quiet=False, data=None, callbacks=None):
         calls["run_training"].append(dict(cfg=cfg, out_dir=Path(out_dir), resume=resume,
                                           quiet=quiet))
-        return SimpleNamespace(run_dir=Path(out_dir), config=cfg, final={},
-                               interrupted=calls["interrupted"])
+        return loop.RunResult(Path(out_dir), cfg, {}, interrupted=calls["interrupted"])
 
     def evaluate_run(run_dir, data_overrides=None, split="test"):
         calls["evaluate_run"].append(dict(run_dir=Path(run_dir), data_overrides=data_overrides,
@@ -62,7 +61,7 @@ def fake_loop(monkeypatch):
                 "important_recall": {"dog": 0.5}, "split": split, "num_samples": 12}
 
     monkeypatch.setattr(loop, "run_training", run_training)
-    monkeypatch.setattr(loop, "evaluate_run", evaluate_run)
+    monkeypatch.setattr(evaluate, "evaluate_run", evaluate_run)
     return calls
 
 
@@ -101,6 +100,10 @@ def test_bad_toml_gives_line_and_column(capsys, tmp_path, fake_loop):
      ["model.head", 'set model.head = "cosine"']),
     (["loss.name=focal", "loss.margin=0.2"], ["loss.margin", "it takes: gamma"]),
     (["optim.lr"], ["--set 'optim.lr': expected KEY=VALUE"]),
+    (["optim.lr=inf"], ["optim.lr: expected a number > 0, got inf (float)"]),
+    (["optim.weight_decay=inf"], ["optim.weight_decay: expected a number >= 0, got inf (float)"]),
+    (["optim.lr=nan"], ["optim.lr: expected a number > 0, got nan (float)"]),
+    (["data.imbalance.ratio=-inf"], ["data.imbalance.ratio: expected a number >= 1, got -inf"]),
 ])
 def test_config_errors_exit_2_with_one_line(capsys, fake_loop, sets, fragments):
     argv = ["train"]
@@ -111,11 +114,13 @@ def test_config_errors_exit_2_with_one_line(capsys, fake_loop, sets, fragments):
     assert out == "" and fake_loop["run_training"] == []
 
 
-def test_resume_needs_out(capsys, fake_loop):
+def test_resume_needs_out(capsys, tmp_path, fake_loop):
     code, _, err = run_cli(capsys, "train", "--resume")
     assert_one_line_error(code, err, "--resume needs --out")
     code, _, err = run_cli(capsys, "train", "--resume", "--out", "does/not/exist")
-    assert_one_line_error(code, err, "config.toml", "not found")
+    assert_one_line_error(code, err, "--resume: 'does/not/exist' does not exist")
+    code, _, err = run_cli(capsys, "train", "--resume", "--out", str(tmp_path))
+    assert_one_line_error(code, err, "has no config.toml: not a classaware run directory")
 
 
 def test_argparse_errors_are_one_line_exit_2(capsys):
@@ -177,16 +182,16 @@ def test_python_api_overrides(fake_loop, tmp_path):
                          loss={"name": "cce", "gamma": -0.5}, optim__momentum=0.5,
                          **{"train.epochs": 1})
     cfg = fake_loop["run_training"][0]["cfg"]
-    assert (cfg["optim"]["lr"], cfg["optim"]["momentum"], cfg["train"]["epochs"]) == (0.2, 0.5, 1)
-    assert (cfg["loss"]["name"], cfg["loss"]["gamma"]) == ("cce", -0.5)
-    assert r.config is cfg
+    assert (cfg.optim.lr, cfg.optim.momentum, cfg.train.epochs) == (0.2, 0.5, 1)
+    assert (cfg.loss.name, cfg.loss.params["gamma"]) == ("cce", -0.5)
+    assert r.config is cfg and r.interrupted is False
 
 
 def test_python_api_fails_before_importing_the_loop(monkeypatch):
     monkeypatch.setitem(sys.modules, "classaware.trainer.loop", None)  # import would fail
     with pytest.raises(ConfigError, match="optim.lr"):
         train(None, optim={"lr": -1.0})
-    with pytest.raises(ConfigError, match="resume: needs out"):
+    with pytest.raises(ConfigError, match="--resume needs --out"):
         train(None, resume=True)
 
 
@@ -276,7 +281,7 @@ def test_real_train_then_evaluate_on_digits(capsys, tmp_path):
                            "--set", "train.device=cpu", "--out", str(out), "--quiet")
     assert code == 0, err
     final = json.loads((out / "final.json").read_text())
-    assert load_config(out / "config.toml")["model"]["hidden"] == [32]
+    assert load_config(out / "config.toml").model.hidden == (32,)
     code, text, err = run_cli(capsys, "evaluate", str(out), "--split", "test")
     assert code == 0, err
     assert any(line.startswith("* 3") for line in text.splitlines())
@@ -293,3 +298,47 @@ def test_python_m_classaware_user_error_subprocess(tmp_path):
     assert proc.stderr == ("classaware: error: optim.lr: expected a number > 0, "
                            "got -1 (int)\n")
     assert proc.stdout == "" and not (tmp_path / "never").exists()
+
+
+def test_a_config_toml_saved_before_the_typed_schema_still_runs(capsys):
+    old = Path(__file__).parent / "fixtures" / "ldam-drw-cifar10-lt.config.toml"
+    code, out, err = run_cli(capsys, "train", "--config", str(old), "--print-config")
+    assert code == 0, err
+    assert tomllib.loads(out) == tomllib.loads(old.read_text())
+
+
+def _named_npz(path: Path) -> Path:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 30)
+    x = (rng.normal(size=(90, 4)) + y[:, None]).astype(np.float32)
+    np.savez(path, x_train=x, y_train=y, x_test=x[::3], y_test=y[::3],
+             class_names=np.array(["Cat", "Dog", "Bird"]))
+    return path
+
+
+def test_class_names_resolve_case_insensitively_from_train_to_evaluate(capsys, tmp_path):
+    data = _named_npz(tmp_path / "animals.npz")
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--set", "data.name=arrays", "--set",
+                           f"data.path='{data}'", "--set", "model.name=mlp", "--set",
+                           "model.hidden=[8]", "--set", "train.epochs=1", "--set",
+                           "loss.important_classes=['cat', 'BIRD']", "--out", str(out), "--quiet")
+    assert code == 0, err
+    final = json.loads((out / "final.json").read_text())
+    assert final["important_class_names"] == ["Cat", "Bird"]
+    assert set(final["test"]["important_recall"]) == {"Cat", "Bird"}
+    code, text, err = run_cli(capsys, "evaluate", str(out))
+    assert code == 0, err
+    assert [line.split()[1] for line in text.splitlines() if line.startswith("*")] == ["Cat", "Bird"]
+
+
+def test_an_unknown_class_name_fails_before_training(capsys, tmp_path):
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--set", "data.name=digits", "--set",
+                           "model.name=mlp", "--set", "loss.important_classes=['eight']",
+                           "--out", str(out))
+    assert_one_line_error(code, err, "loss.important_classes: unknown class 'eight'; the classes "
+                                     "are: '0', '1', '2'")
+    assert not (out / "metrics.jsonl").exists() and not (out / "config.toml").exists()

@@ -3,30 +3,36 @@
 from __future__ import annotations
 
 import math
+import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from classaware.classes import resolve_classes
 from classaware.errors import ConfigError
+from classaware.trainer.build import class_weight_values, loss_kwargs
 from classaware.trainer.config import (
-    DEFAULTS,
-    class_weight_values,
+    EvalConfig,
+    LossConfig,
+    OptimConfig,
+    RunConfig,
+    TrainConfig,
     dump_config,
     load_config,
-    loss_kwargs,
     loss_params,
-    lr_at,
     parse_set,
-    resolve_classes,
     shipped_configs,
 )
+from classaware.trainer.optim import lr_at
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
+FIXTURES = Path(__file__).parent / "fixtures"
 FMNIST = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
           "Bag", "Ankle boot"]
 
@@ -78,11 +84,29 @@ def test_parse_set_rejects_malformed(item):
 # ------------------------------------------------------------------------------ merging
 def test_defaults_resolve_to_quick_fashion_mnist_run():
     cfg = load_config()
-    assert cfg["data"]["name"] == "fashion-mnist"
-    assert cfg["loss"]["name"] == "ce" and cfg["model"]["head"] == "linear"
-    assert cfg["optim"] == DEFAULTS["optim"]
-    assert cfg["train"] == DEFAULTS["train"] and cfg["eval"] == DEFAULTS["eval"]
-    assert list(cfg) == ["seed", "data", "model", "loss", "optim", "train", "eval"]
+    assert cfg == RunConfig()                              # the schema's defaults, nothing else
+    assert cfg.data.name == "fashion-mnist"
+    assert cfg.loss.name == "ce" and cfg.model.head == "linear"
+    assert (cfg.optim, cfg.train, cfg.eval) == (OptimConfig(), TrainConfig(), EvalConfig())
+    assert (cfg.optim.lr, cfg.optim.schedule, cfg.optim.weight_decay, cfg.train.epochs) == (
+        0.05, "cosine", 5e-4, 3)
+    assert list(cfg.to_dict()) == ["seed", "data", "model", "loss", "optim", "train", "eval"]
+
+
+def test_config_is_frozen_hashable_and_picklable():
+    import dataclasses
+    import pickle
+
+    cfg = load_config("fmnist-camri")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.optim.lr = 1.0  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        cfg.loss.params["margin"] = 1.0  # type: ignore[index]
+    assert pickle.loads(pickle.dumps(cfg)) == cfg and hash(cfg) == hash(load_config("fmnist-camri"))
+    assert isinstance(cfg.model.hidden, tuple) and cfg.to_dict()["model"]["hidden"] == [256, 256]
+    # a resolved config is accepted where a config source is, and comes back as it is
+    assert load_config(cfg) is cfg
+    assert load_config(cfg, ["optim.lr=0.5"]).optim.lr == 0.5
 
 
 def test_merge_order_defaults_file_overrides(tmp_path):
@@ -95,50 +119,49 @@ momentum = 0.5
 profile = "exp"
 """)
     cfg = load_config(path, ["optim.lr=0.3", "optim.lr=0.4", "data.imbalance.ratio=10"])
-    assert cfg["seed"] == 3
-    assert cfg["optim"]["lr"] == 0.4                       # the last override wins
-    assert cfg["optim"]["momentum"] == 0.5                 # the file beats the default
-    assert cfg["optim"]["weight_decay"] == DEFAULTS["optim"]["weight_decay"]
+    assert cfg.seed == 3
+    assert cfg.optim.lr == 0.4                             # the last override wins
+    assert cfg.optim.momentum == 0.5                       # the file beats the default
+    assert cfg.optim.weight_decay == OptimConfig().weight_decay
     # tables merge key by key at every depth
-    assert cfg["data"]["imbalance"] == {"profile": "exp", "ratio": 10, "seed": 0}
+    assert cfg.data.imbalance.to_dict() == {"profile": "exp", "ratio": 10, "seed": 0}
 
 
 def test_python_overrides_dotted_and_section_dicts():
     cfg = load_config({"optim": {"lr": 0.2}},
                       {"optim": {"name": "adam"}, "train.epochs": 2, "loss": {"name": "focal",
                                                                              "gamma": 1}})
-    assert cfg["optim"]["lr"] == 0.2 and cfg["optim"]["name"] == "adam"
-    assert cfg["train"]["epochs"] == 2
-    assert cfg["loss"]["gamma"] == 1.0 and isinstance(cfg["loss"]["gamma"], float)
+    assert cfg.optim.lr == 0.2 and cfg.optim.name == "adam"
+    assert cfg.train.epochs == 2
+    assert cfg.loss.params["gamma"] == 1.0 and isinstance(cfg.loss.params["gamma"], float)
 
 
 def test_int_is_accepted_where_float_expected():
     cfg = load_config(None, ["optim.lr=1", "train.drw_beta=0"])
-    assert cfg["optim"]["lr"] == 1.0 and isinstance(cfg["optim"]["lr"], float)
-    assert isinstance(cfg["train"]["drw_beta"], float)
+    assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
+    assert isinstance(cfg.train.drw_beta, float)
 
 
 def test_changing_loss_name_drops_previous_loss_parameters():
     cfg = load_config("fmnist-camri", ["loss.name=ce", "model.head=linear"])
-    assert cfg["loss"]["name"] == "ce"
-    assert "margin" not in cfg["loss"] and "scale" not in cfg["loss"]
-    assert cfg["loss"]["important_classes"] == ["Shirt"]    # harness keys stay
+    assert cfg.loss.name == "ce" and dict(cfg.loss.params) == {}
+    assert cfg.loss.important_classes == ("Shirt",)          # harness keys stay
 
 
 def test_loss_name_change_is_case_insensitive_and_none_resets_a_loss_parameter():
     cfg = load_config("fmnist-camri", ["loss.name=CAMRI"])
-    assert cfg["loss"]["margin"] == pytest.approx(math.pi / 16)      # same loss: kept
+    assert cfg.loss.params["margin"] == pytest.approx(math.pi / 16)  # same loss: kept
     cfg = load_config("fmnist-camri", {"loss": {"margin": None}})
-    assert "margin" not in cfg["loss"] and cfg["loss"]["scale"] == 16.0
+    assert dict(cfg.loss.params) == {"scale": 16.0}
 
 
 def test_nullable_key_can_be_cleared_from_the_command_line():
     cfg = load_config("fmnist-lt-ldam-drw", ["train.drw_epoch=none"])
-    assert cfg["train"]["drw_epoch"] is None
+    assert cfg.train.drw_epoch is None
     cfg = load_config("fmnist-lt-ldam-drw", {"train.drw_epoch": None})
-    assert cfg["train"]["drw_epoch"] is None
+    assert cfg.train.drw_epoch is None
     # "none" stays a string where the default is not absent
-    assert load_config(None, ["loss.class_weight=none"])["loss"]["class_weight"] == "none"
+    assert load_config(None, ["loss.class_weight=none"]).loss.class_weight == "none"
 
 
 def test_input_dict_is_not_modified():
@@ -148,9 +171,10 @@ def test_input_dict_is_not_modified():
 
 
 def test_names_are_case_insensitive_and_normalised():
-    cfg = load_config(None, ["loss.name=Focal", "optim.name=AdamW", "optim.schedule=STEP"])
-    assert (cfg["loss"]["name"], cfg["optim"]["name"], cfg["optim"]["schedule"]) == (
-        "focal", "adamw", "step")
+    cfg = load_config(None, ["loss.name=Focal", "optim.name=AdamW", "optim.schedule=STEP",
+                             "model.name=MLP"])
+    assert (cfg.loss.name, cfg.optim.name, cfg.optim.schedule, cfg.model.name) == (
+        "focal", "adamw", "step", "mlp")
 
 
 # ------------------------------------------------------------------------------ sources
@@ -242,9 +266,29 @@ def test_wrong_types_fail_naming_the_key(overrides, match):
     (["eval.shot_thresholds=[20, 100]"], r"^eval.shot_thresholds: .*many >= few"),
     (["eval.select_metric=important_recall_mean"],
      r"^eval.select_metric: \"important_recall_mean\" needs loss.important_classes"),
+    (["seed=18446744073709551616"], r"^seed: expected an integer >= 0 \(and < 2\*\*64\)"),
 ])
 def test_bad_values_fail_naming_the_key(overrides, match):
     fails(match, None, overrides)
+
+
+@pytest.mark.parametrize("key", ["optim.lr", "optim.weight_decay", "optim.momentum",
+                                 "optim.min_lr", "train.drw_beta", "loss.beta",
+                                 "loss.important_weight", "model.dropout", "data.val_fraction",
+                                 "data.imbalance.ratio"])
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_numbers_are_rejected_everywhere(key, value):
+    fails(rf"^{re.escape(key)}: expected a number.*got {value!r}", None, {key: value})
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_non_finite_loss_parameters_and_class_weights_are_rejected(value):
+    fails(r"^loss.gamma: expected a number", None, {"loss.name": "focal", "loss.gamma": value})
+    fails(r"^loss.class_weight: expected a list of non-negative", None,
+          {"loss.class_weight": [1.0, value]})
+    fails(r"^loss.margin: expected a number or a list", None,
+          {"loss.name": "camri", "model.head": "cosine", "loss.important_classes": [0, 1],
+           "loss.margin": [0.1, value]})
 
 
 def test_unknown_loss_lists_the_available_losses():
@@ -295,7 +339,8 @@ def test_loss_value_errors_surface_before_training():
                                                 "loss.margin=[0.1, 0.2]"])
     cfg = load_config(None, [*camri, "loss.important_classes=['Shirt', 'Coat']",
                              "loss.margin=[0.1, 0.2]"])                # one margin per class
-    assert cfg["loss"]["margin"] == [0.1, 0.2]
+    assert cfg.loss.params["margin"] == (0.1, 0.2)
+    assert cfg.loss.to_dict()["margin"] == [0.1, 0.2]
     fails(r"^loss.margin: expected a number or a list of numbers", None,
           [*camri, "loss.important_classes=[1]", "loss.margin=['a']"])
     fails(r"^loss.margin: expected a number, got \[0.1\]", None,
@@ -331,11 +376,16 @@ def test_loss_section_errors(overrides, match):
     fails(match, None, overrides)
 
 
-def test_data_and_model_errors_are_config_errors_naming_the_key():
-    fails(r"data.val_fraction", None, ["data.val_fraction=1.5"])
-    fails(r"data.name", None, ["data.name=imagenet"])
-    fails(r"model.name", None, ["model.name=vgg"])
-    fails(r"data.imbalance.profile", None, ["data.imbalance.profile=linear"])
+def test_data_and_model_errors_have_the_same_format():
+    fails(r"^data.val_fraction: expected a number in \[0, 1\), got 1.5 \(float\)$", None,
+          ["data.val_fraction=1.5"])
+    fails(r"^data.name: expected one of 'fashion-mnist', .*got 'imagenet' \(str\)", None,
+          ["data.name=imagenet"])
+    fails(r"^model.name: expected one of 'small_cnn', .*got 'vgg' \(str\)", None,
+          ["model.name=vgg"])
+    fails(r"^data.imbalance.profile: expected one of 'none', 'exp', 'step'", None,
+          ["data.imbalance.profile=linear"])
+    fails(r"^model.hiden: unknown key; did you mean 'model.hidden'\?", None, ["model.hiden=[3]"])
 
 
 # ------------------------------------------------------------------------------ shipped configs
@@ -351,42 +401,54 @@ def test_every_shipped_config_loads_validates_and_round_trips(name, tmp_path):
     assert load_config(f"{name}.toml") == cfg
     path = dump_config(cfg, tmp_path / "config.toml")
     assert load_config(path) == cfg
+    assert load_config(cfg.to_dict()) == cfg
     # the shipped file uses only known keys of its own (no silent defaults override a typo)
-    assert tomllib.loads(path.read_text())["loss"]["name"] == cfg["loss"]["name"]
+    assert tomllib.loads(path.read_text())["loss"]["name"] == cfg.loss.name
+
+
+@pytest.mark.parametrize("name", ["fmnist-camri", "ldam-drw-cifar10-lt", "digits-camri-run"])
+def test_config_toml_saved_before_the_typed_schema_still_loads(name, tmp_path):
+    """``fixtures/*.config.toml`` were written by ``dump_config`` of the dict-based config
+    (before the typed schema; e.g. ``ratio = 100``, an int where a float is meant)."""
+    old = FIXTURES / f"{name}.config.toml"
+    cfg = load_config(old)
+    assert tomllib.loads(dump_config(cfg, tmp_path / "c.toml").read_text()) == tomllib.loads(
+        old.read_text())
+    if name != "digits-camri-run":
+        assert cfg == load_config(name)
 
 
 def test_camri_cifar10_is_the_release_recipe():
     cfg = load_config("camri-cifar10")
-    assert cfg["model"]["name"] == "camri_cnn" and cfg["model"]["head"] == "cosine"
-    assert cfg["loss"]["important_classes"] == ["cat"]
-    assert cfg["loss"]["margin"] == pytest.approx(math.pi / 16, abs=1e-15)
-    assert cfg["loss"]["scale"] == 16.0
-    assert (cfg["optim"]["name"], cfg["optim"]["lr"]) == ("adam", 1e-3)
-    assert (cfg["train"]["batch_size"], cfg["train"]["epochs"]) == (64, 300)
+    assert cfg.model.name == "camri_cnn" and cfg.model.head == "cosine"
+    assert cfg.loss.important_classes == ("cat",)
+    assert cfg.loss.params["margin"] == pytest.approx(math.pi / 16, abs=1e-15)
+    assert cfg.loss.params["scale"] == 16.0
+    assert (cfg.optim.name, cfg.optim.lr) == ("adam", 1e-3)
+    assert (cfg.train.batch_size, cfg.train.epochs) == (64, 300)
 
 
 @pytest.mark.parametrize("name, loss", [("ldam-drw-cifar10-lt", "ldam"),
                                         ("elm-drw-cifar10-lt", "elm")])
 def test_drw_cifar10_lt_recipes(name, loss):
     cfg = load_config(name)
-    assert cfg["loss"]["name"] == loss and cfg["model"] == {**cfg["model"], "name": "resnet32",
-                                                             "head": "cosine"}
-    assert cfg["data"]["imbalance"] == {"profile": "exp", "ratio": 100, "seed": 0}
-    o, t = cfg["optim"], cfg["train"]
-    assert (o["name"], o["lr"], o["momentum"], o["weight_decay"]) == ("sgd", 0.1, 0.9, 2e-4)
-    assert (t["batch_size"], t["epochs"], t["drw_epoch"], t["drw_beta"]) == (128, 200, 160, 0.9999)
+    assert cfg.loss.name == loss and (cfg.model.name, cfg.model.head) == ("resnet32", "cosine")
+    assert cfg.data.imbalance.to_dict() == {"profile": "exp", "ratio": 100, "seed": 0}
+    o, t = cfg.optim, cfg.train
+    assert (o.name, o.lr, o.momentum, o.weight_decay) == ("sgd", 0.1, 0.9, 2e-4)
+    assert (t.batch_size, t.epochs, t.drw_epoch, t.drw_beta) == (128, 200, 160, 0.9999)
     # lr: linear warm-up over 5 epochs, x0.01 from epoch 160 and x0.0001 from 180 (0-based)
     expected = [0.1 * (i + 1) / 5 if i < 5 else 0.1 * (0.01 if 160 <= i < 180 else
                                                        1e-4 if i >= 180 else 1.0)
                 for i in range(200)]
-    assert [lr_at(cfg, i) for i in range(200)] == pytest.approx(expected, rel=1e-12)
+    assert [lr_at(o, t.epochs, i) for i in range(200)] == pytest.approx(expected, rel=1e-12)
 
 
 def test_fmnist_lt_config_is_exp_100():
     cfg = load_config("fmnist-lt-ldam-drw")
-    assert cfg["data"]["name"] == "fashion-mnist"
-    assert cfg["data"]["imbalance"]["profile"] == "exp" and cfg["data"]["imbalance"]["ratio"] == 100
-    assert cfg["train"]["drw_epoch"] < cfg["train"]["epochs"]
+    assert cfg.data.name == "fashion-mnist"
+    assert (cfg.data.imbalance.profile, cfg.data.imbalance.ratio) == ("exp", 100)
+    assert cfg.train.drw_epoch < cfg.train.epochs
 
 
 # ------------------------------------------------------------------------------ dump / load
@@ -394,13 +456,17 @@ def test_dump_drops_none_and_round_trips(tmp_path):
     cfg = load_config(None, {"loss": {"name": "focal", "gamma": 0.5,
                                       "important_classes": ["Shirt", 2]},
                              "data.imbalance.profile": "step"})
-    assert cfg["train"]["drw_epoch"] is None and cfg["data"]["dir"] is None
+    assert cfg.train.drw_epoch is None and cfg.data.dir is None
     path = dump_config(cfg, tmp_path / "config.toml")
     raw = tomllib.loads(path.read_text())
     assert "drw_epoch" not in raw["train"] and "dir" not in raw["data"]
     assert raw["seed"] == 0 and raw["loss"]["important_classes"] == ["Shirt", 2]
     assert load_config(path) == cfg
-    assert not (tmp_path / "config.toml.tmp").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml"]  # no temporary left
+    # a plain dict (a study's variant config) is dumped as it is
+    raw = tomllib.loads(dump_config({"seed": 1, "loss": {"name": "ce", "x": None}},
+                                    tmp_path / "d.toml").read_text())
+    assert raw == {"seed": 1, "loss": {"name": "ce"}}
     # paths given from Python are written as strings
     cfg = load_config(None, {"data.dir": tmp_path})
     raw = tomllib.loads(dump_config(cfg, tmp_path / "c2.toml").read_text())
@@ -408,43 +474,49 @@ def test_dump_drops_none_and_round_trips(tmp_path):
 
 
 # ------------------------------------------------------------------------------ helpers
-def test_resolve_classes_names_indices_and_errors():
-    cfg = load_config(None, ["loss.important_classes=['Shirt', 0, 'coat']"])
-    assert resolve_classes(cfg, FMNIST) == [6, 0, 4]          # names, indices, case-insensitive
-    assert resolve_classes(load_config(), FMNIST) == []
-    with pytest.raises(ConfigError, match=r"unknown class 'Shrt'; did you mean 'Shirt'\?; "
-                                          r"the classes are: 'T-shirt/top'"):
-        resolve_classes({"loss": {"important_classes": ["Shrt"]}}, FMNIST)
+def test_resolve_classes_is_the_one_class_name_rule():
+    key = "loss.important_classes"
+    assert resolve_classes(["Shirt", 0, "coat"], FMNIST, key=key) == [6, 0, 4]  # case-insensitive
+    assert resolve_classes((), FMNIST, key=key) == resolve_classes(None, FMNIST, key=key) == []
+    with pytest.raises(ConfigError, match=r"^loss.important_classes: unknown class 'Shrt'; did you "
+                                          r"mean 'Shirt'\?; the classes are: 'T-shirt/top'"):
+        resolve_classes(["Shrt"], FMNIST, key=key)
     with pytest.raises(ConfigError, match=r"class index 10 out of range: .*10 classes"):
-        resolve_classes({"loss": {"important_classes": [10]}}, FMNIST)
+        resolve_classes([10], FMNIST, key=key)
     with pytest.raises(ConfigError, match=r"'Shirt' is listed twice"):
-        resolve_classes({"loss": {"important_classes": ["Shirt", 6]}}, FMNIST)
-    with pytest.raises(ConfigError, match=r"unknown class 'CAT'"):  # ambiguous without case
-        resolve_classes({"loss": {"important_classes": ["CAT"]}}, ["Cat", "cat"])
-    assert resolve_classes({"loss": {"important_classes": "cat"}}, ["dog", "cat"]) == [1]
+        resolve_classes(["Shirt", 6], FMNIST, key=key)
+    with pytest.raises(ConfigError, match=r"ambiguous class 'CAT' \(matches 'Cat', 'cat'\); "
+                                          r"the classes are"):
+        resolve_classes(["CAT"], ["Cat", "cat"], key=key)
+    assert resolve_classes(["cat"], ["Cat", "cat"], key=key) == [1]  # an exact match wins
+    assert resolve_classes("cat", ["dog", "cat"], key=key) == [1]
+    assert resolve_classes(np.int64(1), ["dog", "cat"], key=key) == [1]
+    with pytest.raises(ConfigError, match=r"^k: expected class names or indices, got 1.5"):
+        resolve_classes([1.5], ["dog", "cat"], key="k")
+
+
+def _weights(cw: object, names: list[str], counts: list[int], **loss: object) -> object:
+    cfg = load_config(None, {"loss.class_weight": cw, **{f"loss.{k}": v for k, v in loss.items()}})
+    important = resolve_classes(cfg.loss.important_classes, names, key="loss.important_classes")
+    return class_weight_values(cfg.loss, names, counts, important)
 
 
 def test_class_weight_values_follow_their_formulas():
     counts = [100, 10, 1]
     names = ["a", "b", "c"]
-    assert class_weight_values(load_config(), names, counts) is None
-    inv = class_weight_values(load_config(None, ["loss.class_weight=inverse_frequency"]),
-                              names, counts)
+    assert _weights("none", names, counts) is None
     ref = [1 / n for n in counts]
-    assert inv == pytest.approx([3 * r / sum(ref) for r in ref])
+    assert _weights("inverse_frequency", names, counts) == pytest.approx(
+        [3 * r / sum(ref) for r in ref])
     beta = 0.99
-    cb = class_weight_values(load_config(None, ["loss.class_weight=class_balanced",
-                                                f"loss.beta={beta}"]), names, counts)
     ref = [(1 - beta) / (1 - beta ** n) for n in counts]
-    assert cb == pytest.approx([3 * r / sum(ref) for r in ref])
-    imp = class_weight_values(load_config(None, ["loss.class_weight=important",
-                                                 "loss.important_classes=['c']",
-                                                 "loss.important_weight=5"]), names, counts)
-    assert imp == [1.0, 1.0, 5.0]
-    given = load_config(None, ["loss.class_weight=[1, 2]"])
+    assert _weights("class_balanced", names, counts, beta=beta) == pytest.approx(
+        [3 * r / sum(ref) for r in ref])
+    assert _weights("important", names, counts, important_classes=["c"],
+                    important_weight=5) == [1.0, 1.0, 5.0]
     with pytest.raises(ConfigError, match=r"loss.class_weight: expected 3 weights"):
-        class_weight_values(given, names, counts)
-    assert class_weight_values(given, names[:2], counts[:2]) == [1.0, 2.0]
+        _weights([1, 2], names, counts)
+    assert _weights([1, 2], names[:2], counts[:2]) == [1.0, 2.0]
 
 
 def test_loss_kwargs_build_the_loss():
@@ -453,14 +525,14 @@ def test_loss_kwargs_build_the_loss():
     from classaware.losses import create
 
     cfg = load_config("fmnist-camri")
-    kw = loss_kwargs(cfg, FMNIST, [6000] * 10)
-    assert kw == {"important_classes": [6], "margin": cfg["loss"]["margin"], "scale": 16.0}
+    kw = loss_kwargs(cfg.loss, FMNIST, [6000] * 10, [6])
+    assert kw == {"important_classes": [6], "margin": cfg.loss.params["margin"], "scale": 16.0}
     create("camri", **kw)
-    kw = loss_kwargs(load_config("fmnist-lt-ldam-drw"), FMNIST, list(range(10, 0, -1)))
+    kw = loss_kwargs(load_config("fmnist-lt-ldam-drw").loss, FMNIST, list(range(10, 0, -1)), [])
     assert kw == {"class_counts": list(range(10, 0, -1)), "max_margin": 0.5, "scale": 30.0}
     cfg = load_config(None, ["loss.name=simloss", "loss.similarity={kind='groups', "
-                             "groups=[['Shirt', 'T-shirt/top', 4]], within=0.25}"])
-    kw = loss_kwargs(cfg, FMNIST, [1] * 10)
+                             "groups=[['shirt', 'T-shirt/top', 4]], within=0.25}"])
+    kw = loss_kwargs(cfg.loss, FMNIST, [1] * 10, [])
     expected = torch.eye(10)
     for i in (6, 0, 4):
         for j in (6, 0, 4):
@@ -469,27 +541,27 @@ def test_loss_kwargs_build_the_loss():
     assert torch.allclose(kw["similarity"].float(), expected)
     cfg = load_config(None, ["loss.name=simloss",
                              "loss.similarity={kind='ordinal', reduction_factor=0.5}"])
-    s = loss_kwargs(cfg, ["a", "b", "c"], [1, 1, 1])["similarity"].float()
+    s = loss_kwargs(cfg.loss, ["a", "b", "c"], [1, 1, 1], [])["similarity"].float()
     assert torch.allclose(s, torch.tensor([[1, .5, .25], [.5, 1, .5], [.25, .5, 1]]))
     cfg = load_config(None, ["loss.name=simloss",
                              "loss.similarity={kind='matrix', matrix=[[1, 0.5], [0.5, 1]]}"])
     with pytest.raises(ConfigError, match=r"expected 3×3"):
-        loss_kwargs(cfg, ["a", "b", "c"], [1, 1, 1])
+        loss_kwargs(cfg.loss, ["a", "b", "c"], [1, 1, 1], [])
 
 
 def test_lr_at_constant_and_cosine():
     cfg = load_config(None, ["optim.schedule=constant", "optim.warmup_epochs=2", "optim.lr=0.4"])
-    assert [lr_at(cfg, i) for i in range(4)] == pytest.approx([0.2, 0.4, 0.4, 0.4])
+    assert [lr_at(cfg.optim, 3, i) for i in range(4)] == pytest.approx([0.2, 0.4, 0.4, 0.4])
     cfg = load_config(None, ["optim.schedule=cosine", "optim.lr=1", "optim.min_lr=0.1",
                              "train.epochs=5", "optim.warmup_epochs=1"])
     ref = [1.0] + [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (i - 1) / 4)) for i in range(1, 5)]
-    assert [lr_at(cfg, i) for i in range(5)] == pytest.approx(ref)
+    assert [lr_at(cfg.optim, 5, i) for i in range(5)] == pytest.approx(ref)
+    assert lr_at(cfg.optim, 5, 9) == pytest.approx(0.1)  # past the end: min_lr
 
 
-def test_lr_at_agrees_with_the_trainer_schedule():
-    optim = pytest.importorskip("classaware.trainer.optim")
-    for name in ("ldam-drw-cifar10-lt", "fmnist-ce", "fmnist-lt-ldam-drw"):
-        cfg = load_config(name)
-        sched = optim.LRSchedule(cfg["optim"], epochs=cfg["train"]["epochs"])
-        assert [sched.lr_at(i) for i in range(cfg["train"]["epochs"])] == pytest.approx(
-            [lr_at(cfg, i) for i in range(cfg["train"]["epochs"])], rel=1e-12)
+def test_loss_section_is_typed_with_open_ended_parameters():
+    loss = load_config("fmnist-camri").loss
+    assert isinstance(loss, LossConfig) and loss.spec.input == "cosine"
+    assert loss.to_dict() == {"name": "camri", "important_classes": ["Shirt"],
+                              "class_weight": "none", "important_weight": 2.0, "beta": 0.9999,
+                              "margin": loss.params["margin"], "scale": 16.0}

@@ -11,6 +11,7 @@ import pytest
 import torch
 from sklearn import metrics as skm
 
+from classaware.errors import ConfigError
 from classaware.metrics import (
     METRIC_KEYS,
     angle_stats,
@@ -138,9 +139,11 @@ def test_important_classes_and_json():
     y_true, y_pred, c = _random_predictions(3)
     names = [f"k{i}" for i in range(c)]
     cm = confusion_matrix(y_true, y_pred, c)
-    m = metrics_from_confusion(cm, class_names=names, important=["k1", 4, "k1"],
+    m = metrics_from_confusion(cm, class_names=names, important=["k1", 4],
                                train_counts=[200, 50, 10, 30, 150, 5, 80, 1])
     assert list(m["important_recall"]) == ["k1", "k4"]
+    assert metrics_from_confusion(cm, class_names=names, important=["K1", "k4"]) == \
+        metrics_from_confusion(cm, class_names=names, important=[1, 4])  # the one name rule
     p, r, _, _ = skm.precision_recall_fscore_support(y_true, y_pred, labels=range(c),
                                                      zero_division=0)
     assert m["important_recall"]["k4"] == pytest.approx(r[4])
@@ -151,10 +154,12 @@ def test_important_classes_and_json():
     assert back == m
     assert all(type(v) is float for v in m["per_class_f1"])
     assert all(type(v) is int for row in m["confusion_matrix"] for v in row)
-    with pytest.raises(ValueError, match="unknown class name 'cat'"):
+    with pytest.raises(ConfigError, match="^important: unknown class 'cat'; the classes are: 'k0'"):
         metrics_from_confusion(cm, class_names=names, important=["cat"])
-    with pytest.raises(ValueError, match="outside"):
+    with pytest.raises(ConfigError, match="class index 8 out of range"):
         metrics_from_confusion(cm, class_names=names, important=[8])
+    with pytest.raises(ConfigError, match="listed twice"):
+        metrics_from_confusion(cm, class_names=names, important=["k1", 1])
 
 
 def test_bad_confusion_matrix():
@@ -196,8 +201,10 @@ def test_group_accuracy_by_hand():
     assert group_accuracy(np.diag([3, 4, 5]), [[0, 1]]) == (1.0, None)
     with pytest.raises(ValueError, match="more than one group"):
         group_accuracy(cm, [[0, 1], [1, 2]])
-    with pytest.raises(ValueError, match="unknown class name"):
+    with pytest.raises(ValueError, match="^groups: unknown class 'Cat'"):
         group_accuracy(cm, [["Cat"]], class_names=names)
+    assert group_accuracy(cm, [["t-shirt", "shirt"], ["sneaker", "boot"]],
+                          class_names=names) == (acc, among)
 
 
 def test_mean_abs_class_error_matches_per_sample_definition():

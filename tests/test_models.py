@@ -12,12 +12,11 @@ from torch import nn
 from classaware.errors import ConfigError
 from classaware.models import (
     BACKBONES,
-    MODEL_DEFAULTS,
     BasicBlockA,
     Classifier,
+    ModelConfig,
     OptionAShortcut,
     build_model,
-    validate_model_config,
 )
 
 # small inputs keep the suite fast; every backbone pools adaptively
@@ -184,14 +183,16 @@ def test_same_seed_same_weights():
 
 
 def test_defaults_are_complete_and_toml_serialisable():
-    assert set(MODEL_DEFAULTS) == {"name", "head", "embedding_dim", "hidden", "dropout",
-                                   "batch_norm"}
-    tomli_w.dumps({"model": MODEL_DEFAULTS})
-    validate_model_config(MODEL_DEFAULTS)
-    validate_model_config({})
-    validate_model_config(None)
+    defaults = ModelConfig().to_dict()
+    assert defaults == {"name": "small_cnn", "head": "linear", "embedding_dim": 0,
+                        "hidden": [256, 256], "dropout": 0.0, "batch_norm": False}
+    tomli_w.dumps({"model": defaults})
+    assert ModelConfig.from_dict(defaults, "model") == ModelConfig()
+    assert ModelConfig.from_dict({}, "model") == ModelConfig.from_dict(None, "model")
     m = build_model(None, (1, 28, 28), 10)
     assert (m.name, m.head_type) == ("small_cnn", "linear")
+    m = build_model(ModelConfig(name="mlp", hidden=(8,)), (5,), 3)
+    assert (m.name, m.feature_dim) == ("mlp", 8)
 
 
 @pytest.mark.parametrize(("cfg", "key"), [
@@ -213,15 +214,19 @@ def test_defaults_are_complete_and_toml_serialisable():
 ])
 def test_bad_config_names_the_key(cfg, key):
     with pytest.raises(ConfigError, match=f"^{key}: ") as info:
-        validate_model_config(cfg)
+        ModelConfig.from_dict(cfg, "model")
     assert "\n" not in str(info.value)
     with pytest.raises(ConfigError, match=f"^{key}: "):
         build_model(cfg, (1, 28, 28), 10)
 
 
 def test_unknown_key_suggests_the_close_one():
-    with pytest.raises(ConfigError, match="did you mean 'hidden'"):
-        validate_model_config({"hiden": [64]})
+    with pytest.raises(ConfigError, match=r"^model.hiden: unknown key; did you mean "
+                                          r"'model.hidden'"):
+        ModelConfig.from_dict({"hiden": [64]}, "model")
+    with pytest.raises(ConfigError, match=r"^model.dropout: expected a number in \[0, 1\), "
+                                          r"got nan"):
+        ModelConfig.from_dict({"dropout": math.nan}, "model")
 
 
 def test_image_backbone_on_feature_vectors_is_a_config_error():

@@ -15,11 +15,20 @@ import torch
 from classaware.trainer import loop
 from classaware.trainer.checkpoint import load_checkpoint
 from classaware.trainer.config import load_config
+from classaware.trainer.loop import Callback
 
 pytestmark = pytest.mark.slow
 
 
-def _cfg(**train):
+class OnStep(Callback):
+    def __init__(self, fn):
+        self.fn = fn
+
+    def on_step_end(self, state):
+        self.fn(state.epoch, state.step)
+
+
+def _cfg(optim=None, **train):
     t = {"epochs": 3, "batch_size": 64, "augment": True, "crop_padding": 1, "hflip": True,
          "progress": False, "log_interval": 2}
     t.update(train)
@@ -27,7 +36,8 @@ def _cfg(**train):
         "seed": 3,
         "data": {"name": "digits", "as_images": True, "val_fraction": 0.2},
         "model": {"name": "mlp", "hidden": [32], "dropout": 0.2},
-        "optim": {"name": "sgd", "lr": 0.05, "schedule": "cosine", "warmup_epochs": 1},
+        "optim": {"name": "sgd", "lr": 0.05, "schedule": "cosine", "warmup_epochs": 1,
+                  **(optim or {})},
         "train": t,
     })
 
@@ -60,15 +70,14 @@ def reference(tmp_path_factory):
     return run_dir
 
 
-def test_ctrl_c_mid_epoch_then_resume_is_exact(reference, tmp_path, monkeypatch):
+def test_ctrl_c_mid_epoch_then_resume_is_exact(reference, tmp_path):
     run_dir = tmp_path / "run"
 
     def ctrl_c(epoch, step):  # a real SIGINT, delivered in the middle of epoch 2
         if (epoch, step) == (1, 3):
             signal.raise_signal(signal.SIGINT)
 
-    monkeypatch.setattr(loop, "_after_step_hook", ctrl_c)
-    result = loop.run_training(_cfg(), run_dir, quiet=True)
+    result = loop.run_training(_cfg(), run_dir, quiet=True, callbacks=[OnStep(ctrl_c)])
     assert result.final == {} and result.interrupted
     assert not (run_dir / "final.json").exists()
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
@@ -76,9 +85,8 @@ def test_ctrl_c_mid_epoch_then_resume_is_exact(reference, tmp_path, monkeypatch)
     assert len(_lines(run_dir)) == 1
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
-    monkeypatch.setattr(loop, "_after_step_hook", lambda e, s: None)
     result = loop.run_training(_cfg(), run_dir, resume=True, quiet=True)
-    assert result.final
+    assert result.final and not result.interrupted
     _assert_same_weights(_weights(run_dir), _weights(reference))
     assert _lines(run_dir) == _lines(reference)  # the interrupted epoch's metrics included
     ref_final = json.loads((reference / "final.json").read_text())
@@ -89,10 +97,7 @@ def test_ctrl_c_mid_epoch_then_resume_is_exact(reference, tmp_path, monkeypatch)
 def test_two_epochs_then_resume_to_three(tmp_path):
     # constant schedule: a 2-epoch run extended to 3 must equal a 3-epoch run
     def cfg(epochs):
-        c = _cfg(epochs=epochs)
-        c["optim"]["schedule"] = "constant"
-        c["optim"]["warmup_epochs"] = 0
-        return c
+        return _cfg(optim={"schedule": "constant", "warmup_epochs": 0}, epochs=epochs)
 
     ref, run = tmp_path / "ref", tmp_path / "run"
     loop.run_training(cfg(3), ref, quiet=True)
@@ -104,19 +109,17 @@ def test_two_epochs_then_resume_to_three(tmp_path):
     assert [r["epoch"] for r in _lines(run)] == [1, 2, 3]
 
 
-def test_crash_then_resume_is_exact(reference, tmp_path, monkeypatch):
+def test_crash_then_resume_is_exact(reference, tmp_path):
     run_dir = tmp_path / "run"
 
     def crash(epoch, step):
         if (epoch, step) == (2, 2):
             raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(loop, "_after_step_hook", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        loop.run_training(_cfg(), run_dir, quiet=True)
+        loop.run_training(_cfg(), run_dir, quiet=True, callbacks=[OnStep(crash)])
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] == 2
     assert not list((run_dir / "checkpoints").glob("*.tmp*"))
-    monkeypatch.setattr(loop, "_after_step_hook", lambda e, s: None)
     loop.run_training(_cfg(), run_dir, resume=True, quiet=True)
     _assert_same_weights(_weights(run_dir), _weights(reference))
 

@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from classaware.classes import resolve_class, resolve_classes
+
 __all__ = [
     "confusion_matrix",
     "metrics_from_confusion",
@@ -161,31 +163,6 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
-def _resolve_classes(classes: Any, class_names: Sequence[str], name: str) -> list[int]:
-    """Names or indices (or one of them) → unique indices, in the given order."""
-    c = len(class_names)
-    if classes is None:
-        return []
-    if isinstance(classes, (str, int, np.integer)):
-        classes = [classes]
-    out: list[int] = []
-    for k in classes:
-        if isinstance(k, str):
-            if k not in class_names:
-                raise ValueError(f"{name}: unknown class name {k!r} (classes: "
-                                 f"{', '.join(map(str, class_names))})")
-            idx = list(class_names).index(k)
-        elif isinstance(k, (int, np.integer)) and not isinstance(k, bool):
-            idx = int(k)
-            if not 0 <= idx < c:
-                raise ValueError(f"{name}: class index {idx} outside [0, {c})")
-        else:
-            raise TypeError(f"{name} must hold class names or indices, got {k!r}")
-        if idx not in out:
-            out.append(idx)
-    return out
-
-
 def shot_buckets(train_counts: Sequence[int], shot_thresholds: Sequence[int] = (100, 20)
                  ) -> dict[str, list[int]]:
     """Split classes by their number of training images.
@@ -245,6 +222,8 @@ def metrics_from_confusion(cm: Tensor | np.ndarray | Sequence[Sequence[int]], *,
         Rows true, columns predicted.
     class_names : sequence of str, length C
     important : names or indices (or one of them), optional
+        Resolved by :func:`classaware.classes.resolve_classes` (case-insensitive names; an
+        unknown or ambiguous name, or a class given twice, is a ConfigError listing the names).
     train_counts : sequence of C ints, optional
         Training images per class (for the shot buckets).
     shot_thresholds : (many, few), default (100, 20)
@@ -268,7 +247,7 @@ def metrics_from_confusion(cm: Tensor | np.ndarray | Sequence[Sequence[int]], *,
         raise ValueError(f"class_names must be a list of {c} names (cm is {c}×{c}), got "
                          f"{class_names!r}")
     names = [str(n) for n in class_names]
-    imp = _resolve_classes(important, names, "important")
+    imp = resolve_classes(important, names, key="important")
     tp = np.diag(arr)
     support = arr.sum(axis=1)
     predicted = arr.sum(axis=0)
@@ -319,7 +298,7 @@ def _groups_to_index(groups: Any, c: int, class_names: Sequence[str] | None) -> 
         for k in members:
             if isinstance(k, str) and class_names is None:
                 raise ValueError(f"groups: class name {k!r} given but no class_names")
-            (idx,) = _resolve_classes([k], names, "groups")
+            idx = resolve_class(k, names, key="groups")
             if gid[idx] != -1:
                 raise ValueError(f"groups: class {names[idx]!r} is in more than one group")
             gid[idx] = g
@@ -493,7 +472,7 @@ def format_table(metrics: Mapping[str, Any], class_names: Sequence[str],
         if len(metrics[key]) != c:
             raise ValueError(f"metrics[{key!r}] has {len(metrics[key])} entries but class_names "
                              f"has {c}")
-    marked = set(_resolve_classes(important, names, "important"))
+    marked = set(resolve_classes(important, names, key="important"))
     marked |= {names.index(k) for k in metrics.get("important_recall", {}) if k in names}
     width = max([len("class")] + [len(n) for n in names])
     lines = [f"  {'class':<{width}}  precision  recall     f1  support"]

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor
 
+from classaware.classes import resolve_class
+
 __all__ = ["from_embeddings", "from_groups", "ordinal"]
 
 
@@ -84,7 +86,8 @@ def from_groups(
     within : float, default 0.5
         Similarity of two classes of the same group, in [0, 1].
     class_names : sequence of str, optional
-        Names of the C classes, to allow names in ``groups``.
+        Names of the C classes, to allow names in ``groups`` (matched by
+        :func:`classaware.classes.resolve_class`: exact, else case-insensitive).
 
     Examples
     --------
@@ -115,11 +118,7 @@ def from_groups(
                         f"groups[{g_idx}] holds the class name {item!r}; pass class_names "
                         "to use names, or give class indices"
                     )
-                if item not in class_names:
-                    raise ValueError(
-                        f"groups[{g_idx}]: unknown class name {item!r}; known: {list(class_names)}"
-                    )
-                item = list(class_names).index(item)
+                item = resolve_class(item, class_names, key=f"groups[{g_idx}]")
             elif isinstance(item, bool) or not isinstance(item, int):
                 raise TypeError(
                     f"groups[{g_idx}] must hold int class indices, got {type(item).__name__}"

@@ -78,136 +78,86 @@ def register(subparsers: Any) -> None:
 
 # --------------------------------------------------------------------------------------------
 def _cmd_train(args: argparse.Namespace) -> int:
-    from classaware.trainer.config import dump_config, load_config
+    from classaware.trainer import config_source, dump_config, load_config
 
+    cfg = load_config(config_source(args.config, args.out, args.resume), args.overrides)
     if args.print_config:
         import tempfile
 
-        cfg = load_config(_train_config_source(args), args.overrides)
         with tempfile.TemporaryDirectory() as tmp:
             print(dump_config(cfg, Path(tmp) / "config.toml").read_text(encoding="utf-8"), end="")
         return 0
     from classaware.trainer import train
 
-    if args.resume and args.out is None:
-        raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
-    cfg = load_config(_train_config_source(args), args.overrides)
     result = train(cfg, out=args.out, resume=args.resume, quiet=args.quiet)  # prints the table
     return 130 if result.interrupted else 0
 
 
-def _train_config_source(args: argparse.Namespace) -> Any:
-    if args.config is None and args.resume and args.out is not None:
-        saved = Path(args.out) / "config.toml"
-        if not saved.is_file():
-            raise ConfigError(f"--resume: {str(saved)!r} not found; is {args.out!r} a run "
-                              f"directory?")
-        return saved
-    return args.config
-
-
-def _as_layer_dict(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """``[(key, value), ...]`` -> an ordered dict; a repeated key keeps its last value, in the
-    position of its last occurrence (the order in which --set options were given)."""
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        out.pop(k, None)
-        out[k] = v
-    return out
-
-
 # --------------------------------------------------------------------------------------------
-def _run_dir_checks(run_dir: Path) -> None:
-    if not run_dir.exists():
-        raise ConfigError(f"RUN_DIR {str(run_dir)!r} does not exist")
-    if not run_dir.is_dir():
-        raise ConfigError(f"RUN_DIR {str(run_dir)!r} is not a directory")
-    if not (run_dir / "config.toml").is_file():
-        raise ConfigError(f"RUN_DIR {str(run_dir)!r} has no config.toml: not a classaware run")
-    ck = run_dir / "checkpoints"
-    if not ((ck / "best.pt").is_file() or (ck / "last.pt").is_file()):
-        raise ConfigError(f"RUN_DIR {str(run_dir)!r} has no checkpoint (checkpoints/best.pt or "
-                          f"last.pt): the run has not finished an epoch")
+def _data_overrides(args: argparse.Namespace, config_path: Path) -> dict[str, Any]:
+    """The ``[data]`` overrides of ``evaluate`` as a (nested) table, validated against the run's
+    config; ``--data.dir``/``--data.path`` first, then each ``--set`` in order."""
+    from classaware.trainer.config import load_config, merge_config, parse_set
 
-
-def _data_overrides(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
-    from classaware.trainer.config import load_config, parse_set
-
-    pairs: list[tuple[str, Any]] = []
-    if args.data_dir is not None:
-        pairs.append(("data.dir", args.data_dir))
-    if args.data_path is not None:
-        pairs.append(("data.path", args.data_path))
+    pairs: list[tuple[str, Any]] = [(k, v) for k, v in (("data.dir", args.data_dir),
+                                                        ("data.path", args.data_path))
+                                    if v is not None]
     for item in args.overrides:
         key, value = parse_set(item)
         if key != "data" and not key.startswith("data."):
             raise ConfigError(f"--set {item!r}: evaluate only takes [data] keys (data.KEY=VALUE); "
                               f"the model, loss and training settings are the run's")
         pairs.append((key, value))
-    # validate: the run's config with the data overrides applied must be a valid config
-    resolved = load_config(run_dir / "config.toml", _as_layer_dict(pairs))
     out: dict[str, Any] = {}
-    for key, _ in pairs:
-        if key == "data":
-            out.update(resolved["data"])
-            continue
-        parts = key.split(".")[1:]
-        src: Any = resolved["data"]
-        dst = out
-        for p in parts[:-1]:
-            src = src[p]
-            dst = dst.setdefault(p, {})
-        dst[parts[-1]] = src[parts[-1]]
-    return out
+    for key, value in pairs:
+        layer: dict[str, Any] = {}
+        node = layer
+        for p in key.split(".")[:-1]:
+            node = node.setdefault(p, {})
+        node[key.split(".")[-1]] = value
+        merge_config(out, layer)
+    load_config(config_path, out)  # the run's config with these overrides must be valid
+    return out.get("data", {})
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from classaware.trainer.checkpoint import saved_checkpoint, saved_config
+
     run_dir = Path(args.run_dir)
-    _run_dir_checks(run_dir)
-    data_overrides = _data_overrides(args, run_dir)
-    from classaware.trainer.loop import evaluate_run
+    config_path = saved_config(run_dir, "RUN_DIR")
+    saved_checkpoint(run_dir)
+    data_overrides = _data_overrides(args, config_path)
+    from classaware.trainer.evaluate import evaluate_run
 
     result = evaluate_run(run_dir, data_overrides or None, split=args.split)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
         return 0
-    metrics = result.get(args.split, result) if isinstance(result.get(args.split), dict) else result
     names, important = _names_for(run_dir, result)
     from classaware.metrics import format_table
 
     n = result.get("num_samples")
     print(f"{run_dir} - {args.split}" + (f" ({n} images)" if n is not None else ""))
-    print(format_table(metrics, names, important))
+    print(format_table(result, names, important))
     return 0
 
 
 def _names_for(run_dir: Path, result: dict[str, Any]) -> tuple[list[str], list[Any]]:
-    names = result.get("class_names")
-    important = result.get("important_classes")
-    if names is None or important is None:
-        final_path = run_dir / "final.json"
-        final = {}
-        if final_path.is_file():
-            try:
-                final = json.loads(final_path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                final = {}
-        names = names if names is not None else final.get("class_names")
-        important = important if important is not None else final.get("important_classes", [])
-    if names is None:
-        metrics = result.get("per_class_recall") or []
-        names = [str(i) for i in range(len(metrics))]
-    return list(names), list(important or [])
+    """Class names and important classes of the run (its final.json), for the table."""
+    final: dict[str, Any] = {}
+    try:
+        final = json.loads((run_dir / "final.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    names = final.get("class_names") or [str(i) for i in range(len(result["per_class_recall"]))]
+    return list(names), list(final.get("important_classes") or [])
 
 
 # --------------------------------------------------------------------------------------------
 def _cmd_datasets(args: argparse.Namespace) -> int:
-    from classaware.data import DATA_DEFAULTS, available_datasets
+    from classaware.data import available_datasets
 
-    cfg = None
-    if args.data_dir is not None:
-        cfg = {**DATA_DEFAULTS, "dir": args.data_dir}
-    rows = available_datasets(cfg)
+    rows = available_datasets({"dir": args.data_dir} if args.data_dir is not None else None)
     print(format_datasets(rows))
     return 0
 

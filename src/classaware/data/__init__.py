@@ -15,24 +15,16 @@ Examples
 from __future__ import annotations
 
 from classaware.data.bundle import DataBundle
-from classaware.data.config import (
-    DATA_DEFAULTS,
-    DATA_TYPES,
-    DATASET_NAMES,
-    resolve_data_config,
-    validate_data_config,
-)
+from classaware.data.config import DATASET_NAMES, DataConfig, ImbalanceConfig
 from classaware.data.registry import available_datasets, load_data
 from classaware.data.split import imbalance_counts
 
 __all__ = [
     "DATASET_NAMES",
-    "DATA_DEFAULTS",
-    "DATA_TYPES",
     "DataBundle",
+    "DataConfig",
+    "ImbalanceConfig",
     "available_datasets",
     "imbalance_counts",
     "load_data",
-    "resolve_data_config",
-    "validate_data_config",
 ]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from classaware.data.config import DataConfig, as_data_config
 from classaware.errors import ConfigError
 
 __all__ = ["RESOURCES", "SYSTEM_DATA_DIR", "Resource", "cache_root", "download_file", "fetch",
@@ -63,26 +64,28 @@ RESOURCES: dict[str, Resource] = {
 }
 
 
-def cache_root(cfg: Mapping[str, Any] | None = None) -> Path:
+def cache_root(cfg: DataConfig | Mapping[str, Any] | None = None) -> Path:
     """``data.cache_dir``, else ``$XDG_CACHE_HOME/classaware``, else ``~/.cache/classaware``."""
-    if cfg and cfg.get("cache_dir"):
-        return Path(cfg["cache_dir"]).expanduser()
+    cfg = as_data_config(cfg)
+    if cfg.cache_dir:
+        return Path(cfg.cache_dir).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "classaware"
 
 
-def search_dirs(name: str, cfg: Mapping[str, Any] | None = None) -> list[tuple[str, Path | None]]:
+def search_dirs(name: str, cfg: DataConfig | Mapping[str, Any] | None = None
+                ) -> list[tuple[str, Path | None]]:
     """The places a named dataset is looked for, in order, as ``(label, path or None)``.
 
     1. ``data.dir/<name>``, then ``data.dir``, 2. ``$CLASSAWARE_DATA/<name>``,
     3. ``/usr/share/datasets/<name>``, 4. ``<cache_dir>/<name>``.  A ``None`` path means the
     place is not configured (reported in the not-found message all the same).
     """
-    cfg = cfg or {}
+    cfg = as_data_config(cfg)
     out: list[tuple[str, Path | None]] = []
-    if cfg.get("dir"):
-        d = Path(cfg["dir"]).expanduser()
+    if cfg.dir:
+        d = Path(cfg.dir).expanduser()
         out += [("data.dir", d / name), ("data.dir", d)]  # the specific folder first
     else:
         out.append(("data.dir (not set)", None))
@@ -191,7 +194,8 @@ def _unpack(archive: Path, dest: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def fetch(name: str, cfg: Mapping[str, Any] | None = None, *, progress: bool = True) -> Path:
+def fetch(name: str, cfg: DataConfig | Mapping[str, Any] | None = None, *,
+          progress: bool = True) -> Path:
     """Download dataset ``name`` into ``<cache_dir>/<name>`` and return that folder.
 
     Each file is tried from every mirror in turn; archives (CIFAR, GTSRB) are unpacked and

@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from classaware.classes import resolve_classes
 from classaware.data import download as _dl
 from classaware.data.bundle import DataBundle, RawData
-from classaware.data.config import DATASET_NAMES, resolve_data_config
+from classaware.data.config import DATASET_NAMES, DataConfig, as_data_config
 from classaware.data.split import (
     class_counts,
     imbalance_subsample,
@@ -28,8 +29,8 @@ __all__ = ["available_datasets", "load_data", "locate"]
 class _Named:
     """A dataset that lives in a well-known folder layout (searched in the usual places)."""
 
-    find: Callable[[Path], Any]          # base dir -> handle (truthy) or None
-    read: Callable[[Any, dict], RawData]  # handle, cfg -> RawData
+    find: Callable[[Path], Any]                # base dir -> handle (truthy) or None
+    read: Callable[[Any, DataConfig], RawData]  # handle, cfg -> RawData
     note: str
     how: str                              # how to get it
 
@@ -58,7 +59,7 @@ def _cifar(name: str) -> _Named:
     n = 10 if name == "cifar10" else 100
     return _Named(
         find=lambda base: cifar.find_cifar_dir(name, base),
-        read=lambda d, cfg: cifar.load_cifar(name, d, cfg.get("label", "fine")),
+        read=lambda d, cfg: cifar.load_cifar(name, d, cfg.label),
         note=f"60000 colour 32×32 images, {n} classes (python pickle batches"
              + (", fine or coarse labels)" if n == 100 else ")"),
         how="set data.download = true, or unpack "
@@ -72,7 +73,7 @@ def _gtsrb() -> _Named:
 
     return _Named(
         find=gtsrb.find_gtsrb_dir,
-        read=lambda d, cfg: gtsrb.load_gtsrb(d, cfg.get("image_size", 32)),
+        read=lambda d, cfg: gtsrb.load_gtsrb(d, cfg.image_size),
         note="German traffic signs, 43 classes (ppm + GT csv, ROI-cropped, resized)",
         how="set data.download = true, or unpack GTSRB_Final_Training_Images.zip, "
             "GTSRB_Final_Test_Images.zip and GTSRB_Final_Test_GT.zip into data.dir",
@@ -95,7 +96,8 @@ _NOTES = {
 }
 
 
-def locate(name: str, cfg: Mapping[str, Any] | None = None) -> tuple[Any, list[str]]:
+def locate(name: str, cfg: DataConfig | Mapping[str, Any] | None = None
+           ) -> tuple[Any, list[str]]:
     """Find a named dataset without reading it: ``(handle or None, places looked in)``."""
     spec = _NAMED[name]()
     looked: list[str] = []
@@ -110,10 +112,10 @@ def locate(name: str, cfg: Mapping[str, Any] | None = None) -> tuple[Any, list[s
     return None, looked
 
 
-def _read_named(name: str, cfg: dict) -> RawData:
+def _read_named(name: str, cfg: DataConfig) -> RawData:
     spec = _NAMED[name]()
     handle, looked = locate(name, cfg)
-    if handle is None and cfg.get("download"):
+    if handle is None and cfg.download:
         _dl.fetch(name, cfg)
         handle = spec.find(_dl.cache_root(cfg) / name)
         if handle is None:
@@ -125,49 +127,38 @@ def _read_named(name: str, cfg: dict) -> RawData:
     return spec.read(handle, cfg)
 
 
-def _read(cfg: dict) -> RawData:
-    name = cfg["name"]
+def _read(cfg: DataConfig) -> RawData:
+    name = cfg.name
     if name in _NAMED:
         return _read_named(name, cfg)
     if name == "digits":
         from classaware.data.tabular import load_digits
 
-        return load_digits(as_images=cfg["as_images"], test_fraction=cfg["test_fraction"])
+        return load_digits(as_images=cfg.as_images, test_fraction=cfg.test_fraction)
     if name == "arrays":
         from classaware.data.tabular import load_arrays
 
-        return load_arrays(cfg["path"])
+        return load_arrays(cfg.path)
     if name == "csv":
         from classaware.data.tabular import load_csv
 
-        return load_csv(cfg["path"], test_path=cfg["test_path"],
-                        label_column=cfg["label_column"], test_fraction=cfg["test_fraction"])
+        return load_csv(cfg.path, test_path=cfg.test_path, label_column=cfg.label_column,
+                        test_fraction=cfg.test_fraction)
     if name == "imagefolder":
         from classaware.data.folder import load_imagefolder
 
-        return load_imagefolder(cfg["path"] or cfg["dir"], image_size=cfg["image_size"],
-                                channels=cfg["channels"], test_fraction=cfg["test_fraction"])
+        return load_imagefolder(cfg.path or cfg.dir, image_size=cfg.image_size,
+                                channels=cfg.channels, test_fraction=cfg.test_fraction)
     raise ConfigError(f"unknown dataset {name!r}")  # pragma: no cover - validated before
 
 
-def _class_order(order: list[Any] | None, names: list[str]) -> list[int] | None:
+def _class_order(order: tuple[Any, ...] | None, names: list[str]) -> list[int] | None:
     if order is None:
         return None
-    out = []
-    for item in order:
-        if isinstance(item, str):
-            if item not in names:
-                raise ConfigError(f"data.class_order: unknown class {item!r}; classes: "
-                                  + ", ".join(repr(n) for n in names))
-            out.append(names.index(item))
-        else:
-            if item >= len(names):
-                raise ConfigError(f"data.class_order: index {item} out of range for "
-                                  f"{len(names)} classes")
-            out.append(int(item))
-    if sorted(out) != list(range(len(names))):
+    out = resolve_classes(order, names, key="data.class_order")
+    if len(out) != len(names):
         missing = [names[i] for i in range(len(names)) if i not in out]
-        raise ConfigError(f"data.class_order must list each of the {len(names)} classes exactly "
+        raise ConfigError(f"data.class_order: expected each of the {len(names)} classes exactly "
                           f"once; missing {missing}")
     return out
 
@@ -176,12 +167,13 @@ def _rng(seed: int, step: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), step])
 
 
-def load_data(cfg: Mapping[str, Any] | None = None, *, seed: int = 0) -> DataBundle:
-    """Load the dataset described by the ``[data]`` section ``cfg`` into a :class:`DataBundle`.
+def load_data(cfg: DataConfig | Mapping[str, Any] | None = None, *, seed: int = 0) -> DataBundle:
+    """Load the dataset described by ``cfg`` (a :class:`DataConfig`, or a ``[data]`` mapping
+    validated into one) into a :class:`DataBundle`.
 
     Steps, in order:
 
-    1. read train and test (see :data:`DATA_DEFAULTS` for the keys of each dataset);
+    1. read train and test (see :class:`DataConfig` for the keys of each dataset);
     2. ``max_train`` / ``max_test``: stratified random caps (train: seeded by ``split_seed``
        or ``seed``; test: fixed seed 0, so it is the same in every run);
     3. ``val_fraction``: stratified validation split of the training set (same seed);
@@ -199,39 +191,36 @@ def load_data(cfg: Mapping[str, Any] | None = None, *, seed: int = 0) -> DataBun
     >>> b.train_class_counts[0] > b.train_class_counts[-1]
     True
     """
-    cfg = resolve_data_config(cfg)
+    cfg = as_data_config(cfg)
     if not (isinstance(seed, int) and not isinstance(seed, bool)):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     raw = _read(cfg)
     names = list(raw.class_names)
     num = len(names)
     x_tr, y_tr, x_te, y_te = raw.x_train, raw.y_train, raw.x_test, raw.y_test
-    split_seed = cfg["split_seed"] if cfg["split_seed"] is not None else seed
+    split_seed = cfg.split_seed if cfg.split_seed is not None else seed
     meta: dict[str, Any] = {"split_seed": split_seed,
                             "loaded_train": len(y_tr), "loaded_test": len(y_te)}
 
-    if cfg["max_train"] is not None and cfg["max_train"] < len(y_tr):
-        keep = stratified_subsample(y_tr, cfg["max_train"], num, _rng(split_seed, 1))
+    if cfg.max_train is not None and cfg.max_train < len(y_tr):
+        keep = stratified_subsample(y_tr, cfg.max_train, num, _rng(split_seed, 1))
         x_tr, y_tr = x_tr[keep], y_tr[keep]
-    if cfg["max_test"] is not None and cfg["max_test"] < len(y_te):
-        keep = stratified_subsample(y_te, cfg["max_test"], num, _rng(0, 2))
+    if cfg.max_test is not None and cfg.max_test < len(y_te):
+        keep = stratified_subsample(y_te, cfg.max_test, num, _rng(0, 2))
         x_te, y_te = x_te[keep], y_te[keep]
 
-    rest, val = stratified_split(y_tr, cfg["val_fraction"], num, _rng(split_seed, 3))
+    rest, val = stratified_split(y_tr, cfg.val_fraction, num, _rng(split_seed, 3))
     x_val, y_val = x_tr[val], y_tr[val]
     x_tr, y_tr = x_tr[rest], y_tr[rest]
 
-    imb = cfg["imbalance"]
+    imb = cfg.imbalance
     meta["train_counts_before_imbalance"] = class_counts(y_tr, num).tolist()
-    if imb["profile"] != "none":
-        order = _class_order(cfg["class_order"], names)
-        keep = imbalance_subsample(y_tr, num, imb["profile"], imb["ratio"], order,
-                                   _rng(imb["seed"], 4))
+    order = _class_order(cfg.class_order, names)  # names checked even without imbalance
+    if imb.profile != "none":
+        keep = imbalance_subsample(y_tr, num, imb.profile, imb.ratio, order, _rng(imb.seed, 4))
         x_tr, y_tr = x_tr[keep], y_tr[keep]
-        meta["imbalance"] = dict(imb)
+        meta["imbalance"] = imb.to_dict()
         meta["class_order"] = order if order is not None else list(range(num))
-    elif cfg["class_order"] is not None:
-        _class_order(cfg["class_order"], names)  # still validate the names
 
     import torch
 
@@ -240,7 +229,7 @@ def load_data(cfg: Mapping[str, Any] | None = None, *, seed: int = 0) -> DataBun
 
     xdt = np.uint8 if raw.kind == "image" else np.float32
     return DataBundle(
-        name=cfg["name"], class_names=names, kind=raw.kind,
+        name=cfg.name, class_names=names, kind=raw.kind,
         x_train=t(x_tr.astype(xdt, copy=False)), y_train=t(y_tr.astype(np.int64, copy=False)),
         x_val=t(x_val.astype(xdt, copy=False)), y_val=t(y_val.astype(np.int64, copy=False)),
         x_test=t(x_te.astype(xdt, copy=False)), y_test=t(y_te.astype(np.int64, copy=False)),
@@ -260,7 +249,7 @@ def available_datasets(cfg: Mapping[str, Any] | None = None) -> list[dict[str, A
     list[dict]
         One ``{"name", "available", "location", "note"}`` per dataset, in a fixed order.
     """
-    cfg = dict(cfg or {})
+    cfg = as_data_config(cfg)
     out = []
     for name in DATASET_NAMES:
         if name in _NAMED:
@@ -278,9 +267,8 @@ def available_datasets(cfg: Mapping[str, Any] | None = None) -> list[dict[str, A
                             location="scikit-learn (bundled)" if ok else None,
                             note=_NOTES[name] + ("" if ok else "; pip install scikit-learn")))
         else:
-            path = cfg.get("path") or (cfg.get("dir") if name == "imagefolder" else None)
-            ok = (str(cfg.get("name", "")).lower() == name and path is not None
-                  and Path(path).expanduser().exists())
+            path = cfg.path or (cfg.dir if name == "imagefolder" else None)
+            ok = cfg.name == name and path is not None and Path(path).expanduser().exists()
             out.append(dict(name=name, available=ok,
                             location=str(Path(path).expanduser()) if ok else None,
                             note=_NOTES[name]))

@@ -5,7 +5,7 @@
 
 Backbones: ``small_cnn`` (28×28 gray, fast on a CPU), ``resnet32`` (LDAM-DRW CIFAR ResNet-32),
 ``camri_cnn`` (the CAMRI release's VGG-style CNN with a 512-d embedding), ``mlp`` (feature
-vectors).  See :data:`MODEL_DEFAULTS` for the ``[model]`` keys.
+vectors).  See :class:`ModelConfig` for the ``[model]`` keys.
 """
 
 from __future__ import annotations
@@ -21,19 +21,17 @@ from classaware.models.backbones import (
 from classaware.models.classifier import (
     BACKBONES,
     HEADS,
-    MODEL_DEFAULTS,
     Classifier,
+    ModelConfig,
     build_model,
-    validate_model_config,
 )
 
 __all__ = [
     "BACKBONES",
     "HEADS",
-    "MODEL_DEFAULTS",
     "Classifier",
+    "ModelConfig",
     "build_model",
-    "validate_model_config",
     "SmallCNN",
     "ResNet32",
     "BasicBlockA",

@@ -2,48 +2,65 @@
 
 from __future__ import annotations
 
-import copy
-import difflib
 import math
 import operator
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor, nn
 
 from classaware.errors import ConfigError
 from classaware.models.backbones import MLP, CamriCNN, ResNet32, SmallCNN
+from classaware.schema import Section, boolean, choice, expected, integer, is_int, number, setting
 
-__all__ = ["Classifier", "build_model", "MODEL_DEFAULTS", "BACKBONES", "HEADS",
-           "validate_model_config"]
-
-#: Every key of the ``[model]`` section with its default.
-#:
-#: * ``name``: backbone, one of :data:`BACKBONES`.
-#: * ``head``: ``"linear"`` (logits) or ``"cosine"`` (:class:`classaware.nn.CosineClassifier`,
-#:   outputs cosines in [-1, 1]; required by the margin losses).
-#: * ``embedding_dim``: feature size ``D``; ``0`` = the backbone's own (small_cnn 128,
-#:   camri_cnn 512).  resnet32 (64) and mlp (last hidden size) have a fixed ``D``: any other
-#:   value than 0 is an error for them.
-#: * ``hidden``: mlp hidden sizes.
-#: * ``dropout``: dropout probability (mlp: after each hidden layer; small_cnn: before the dense
-#:   layer; camri_cnn: after each pooling, as in the release, which used 0.25); resnet32 has none
-#:   and rejects a non-zero value.
-#: * ``batch_norm``: mlp only: batch norm after each hidden linear layer.
-MODEL_DEFAULTS: dict[str, Any] = {
-    "name": "small_cnn",
-    "head": "linear",
-    "embedding_dim": 0,
-    "hidden": [256, 256],
-    "dropout": 0.0,
-    "batch_norm": False,
-}
+__all__ = ["BACKBONES", "HEADS", "Classifier", "ModelConfig", "build_model"]
 
 #: Backbone names and the input they take (``"image"``: ``[ch, H, W]``; ``"any"``: flattened).
 BACKBONES: dict[str, str] = {"small_cnn": "image", "resnet32": "image", "camri_cnn": "image",
                              "mlp": "any"}
 HEADS: tuple[str, ...] = ("linear", "cosine")
 _DEFAULT_EMBEDDING = {"small_cnn": 128, "camri_cnn": 512}
+
+
+def _hidden(key: str, v: Any) -> tuple[int, ...]:
+    if not isinstance(v, (list, tuple)) or not v or not all(is_int(h) and h > 0 for h in v):
+        raise expected(key, "a non-empty list of positive integers", v)
+    return tuple(v)
+
+
+@dataclass(frozen=True)
+class ModelConfig(Section):
+    """Every key of the ``[model]`` section with its default.
+
+    * ``name``: backbone, one of :data:`BACKBONES`.
+    * ``head``: ``"linear"`` (logits) or ``"cosine"`` (:class:`classaware.nn.CosineClassifier`,
+      outputs cosines in [-1, 1]; required by the margin losses).
+    * ``embedding_dim``: feature size ``D``; ``0`` = the backbone's own (small_cnn 128,
+      camri_cnn 512).  resnet32 (64) and mlp (last hidden size) have a fixed ``D``: any other
+      value than 0 is an error for them.
+    * ``hidden``: mlp hidden sizes.
+    * ``dropout``: dropout probability (mlp: after each hidden layer; small_cnn: before the
+      dense layer; camri_cnn: after each pooling, as in the release, which used 0.25);
+      resnet32 has none and rejects a non-zero value.
+    * ``batch_norm``: mlp only: batch norm after each hidden linear layer.
+    """
+
+    name: str = setting("small_cnn", choice(BACKBONES))
+    head: str = setting("linear", choice(HEADS))
+    embedding_dim: int = setting(0, integer(lo=0))
+    hidden: tuple[int, ...] = setting((256, 256), _hidden)
+    dropout: float = setting(0.0, number(0.0, 1.0, hi_open=True))
+    batch_norm: bool = setting(False, boolean)
+
+    def _check(self, prefix: str) -> None:
+        if self.embedding_dim != 0 and self.name not in _DEFAULT_EMBEDDING:
+            fixed = "64" if self.name == "resnet32" else "the last entry of model.hidden"
+            raise ConfigError(f"{prefix}.embedding_dim: {self.name}'s feature size is fixed "
+                              f"({fixed}); leave embedding_dim = 0, got {self.embedding_dim!r}")
+        if self.dropout != 0 and self.name == "resnet32":
+            raise ConfigError(f"{prefix}.dropout: resnet32 has no dropout; leave dropout = 0, "
+                              f"got {self.dropout!r}")
 
 
 class Classifier(nn.Module):
@@ -98,78 +115,6 @@ class Classifier(nn.Module):
                 f"feature_dim={self.feature_dim}, num_classes={self.num_classes}")
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _resolve(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Defaults overlaid with ``cfg``, validated."""
-    if cfg is None:
-        cfg = {}
-    if not isinstance(cfg, Mapping):
-        raise ConfigError(f"model: expected a table of settings, got {type(cfg).__name__}")
-    unknown = sorted(set(cfg) - set(MODEL_DEFAULTS))
-    if unknown:
-        close = difflib.get_close_matches(str(unknown[0]), list(MODEL_DEFAULTS), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ConfigError(f"model.{unknown[0]}: unknown key ({hint}known keys: "
-                          f"{', '.join(MODEL_DEFAULTS)})")
-    out = copy.deepcopy(MODEL_DEFAULTS)
-    out.update(copy.deepcopy(dict(cfg)))
-
-    name = out["name"]
-    if not isinstance(name, str) or name not in BACKBONES:
-        raise ConfigError(f"model.name: expected one of {', '.join(BACKBONES)}, got {name!r}")
-    head = out["head"]
-    if not isinstance(head, str) or head not in HEADS:
-        raise ConfigError(f"model.head: expected one of {', '.join(HEADS)}, got {head!r}")
-    emb = out["embedding_dim"]
-    if not _is_int(emb) or emb < 0:
-        raise ConfigError(f"model.embedding_dim: expected an integer >= 0 (0 = the backbone's "
-                          f"default), got {emb!r}")
-    if emb != 0 and name not in _DEFAULT_EMBEDDING:
-        fixed = "64" if name == "resnet32" else "the last entry of model.hidden"
-        raise ConfigError(f"model.embedding_dim: {name}'s feature size is fixed ({fixed}); "
-                          f"leave embedding_dim = 0, got {emb!r}")
-    hidden = out["hidden"]
-    if (not isinstance(hidden, (list, tuple)) or len(hidden) == 0
-            or not all(_is_int(h) and h > 0 for h in hidden)):
-        raise ConfigError(f"model.hidden: expected a non-empty list of positive integers, "
-                          f"got {hidden!r}")
-    out["hidden"] = list(hidden)
-    dropout = out["dropout"]
-    if not _is_number(dropout) or not (0.0 <= dropout < 1.0) or math.isnan(dropout):
-        raise ConfigError(f"model.dropout: expected a number in [0, 1), got {dropout!r}")
-    if dropout != 0 and name == "resnet32":
-        raise ConfigError(f"model.dropout: resnet32 has no dropout; leave dropout = 0, "
-                          f"got {dropout!r}")
-    out["dropout"] = float(dropout)
-    if not isinstance(out["batch_norm"], bool):
-        raise ConfigError(f"model.batch_norm: expected true or false, got {out['batch_norm']!r}")
-    return out
-
-
-def validate_model_config(cfg: Mapping[str, Any] | None) -> None:
-    """Check a ``[model]`` section; raise :class:`~classaware.errors.ConfigError` on a problem.
-
-    Missing keys take their :data:`MODEL_DEFAULTS`.  The message is one line naming the key,
-    e.g. ``model.head: expected one of linear, cosine, got 'arc'``.
-
-    Examples
-    --------
-    >>> validate_model_config({"name": "resnet32", "head": "cosine"})
-    >>> validate_model_config({"name": "vgg"})
-    Traceback (most recent call last):
-    ...
-    classaware.errors.ConfigError: model.name: expected one of small_cnn, resnet32, camri_cnn, mlp, got 'vgg'
-    """
-    _resolve(cfg)
-
-
 def _check_shape(input_shape: Any) -> tuple[int, ...]:
     if not isinstance(input_shape, Sequence) or isinstance(input_shape, str):
         raise TypeError(f"input_shape must be a tuple of positive ints, got {input_shape!r}")
@@ -184,14 +129,15 @@ def _check_shape(input_shape: Any) -> tuple[int, ...]:
     return shape
 
 
-def build_model(cfg: Mapping[str, Any] | None, input_shape: Sequence[int],
+def build_model(cfg: ModelConfig | Mapping[str, Any] | None, input_shape: Sequence[int],
                 num_classes: int) -> Classifier:
     """Build a :class:`Classifier` from a ``[model]`` section.
 
     Parameters
     ----------
-    cfg : mapping or None
-        The ``[model]`` section; missing keys take :data:`MODEL_DEFAULTS`.
+    cfg : ModelConfig, mapping or None
+        The ``[model]`` section (a mapping is validated into a :class:`ModelConfig`; missing
+        keys take its defaults).
     input_shape : tuple of int
         One sample's shape without the batch dimension: ``(ch, H, W)`` for images (the
         channels become the first conv's ``in_channels``), ``(D,)`` (or any shape, flattened)
@@ -216,35 +162,33 @@ def build_model(cfg: Mapping[str, Any] | None, input_shape: Sequence[int],
     >>> model.head_type, model.feature_dim
     ('cosine', 64)
     """
-    c = _resolve(cfg)
+    c = cfg if isinstance(cfg, ModelConfig) else ModelConfig.from_dict(cfg, "model")
     shape = _check_shape(input_shape)
-    if not _is_int(num_classes) or num_classes < 1:
+    if not is_int(num_classes) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    name = c["name"]
-    if BACKBONES[name] == "image" and len(shape) != 3:
-        raise ConfigError(f"model.name: {name} takes images [channels, H, W], but the data has "
+    if BACKBONES[c.name] == "image" and len(shape) != 3:
+        raise ConfigError(f"model.name: {c.name} takes images [channels, H, W], but the data has "
                           f"input shape {shape}; use name = \"mlp\" for feature vectors")
-    emb = c["embedding_dim"] or _DEFAULT_EMBEDDING.get(name, 0)
+    emb = c.embedding_dim or _DEFAULT_EMBEDDING.get(c.name, 0)
     backbone: nn.Module
-    if name == "small_cnn":
-        backbone = SmallCNN(shape[0], (shape[1], shape[2]), embedding_dim=emb,
-                            dropout=c["dropout"])
-    elif name == "resnet32":
+    if c.name == "small_cnn":
+        backbone = SmallCNN(shape[0], (shape[1], shape[2]), embedding_dim=emb, dropout=c.dropout)
+    elif c.name == "resnet32":
         backbone = ResNet32(shape[0])
-    elif name == "camri_cnn":
-        backbone = CamriCNN(shape[0], embedding_dim=emb, dropout=c["dropout"])
+    elif c.name == "camri_cnn":
+        backbone = CamriCNN(shape[0], embedding_dim=emb, dropout=c.dropout)
     else:
-        backbone = MLP(math.prod(shape), c["hidden"], dropout=c["dropout"],
-                       batch_norm=c["batch_norm"])
+        backbone = MLP(math.prod(shape), list(c.hidden), dropout=c.dropout,
+                       batch_norm=c.batch_norm)
     dim = int(backbone.out_features)
     head: nn.Module
-    if c["head"] == "linear":
+    if c.head == "linear":
         head = nn.Linear(dim, num_classes)
-        if name == "resnet32":  # LDAM-DRW initialises every conv and linear layer this way
+        if c.name == "resnet32":  # LDAM-DRW initialises every conv and linear layer this way
             nn.init.kaiming_normal_(head.weight)
     else:
         from classaware.nn import CosineClassifier
 
         head = CosineClassifier(dim, num_classes)
-    return Classifier(backbone, head, c["head"], name=name, feature_dim=dim,
+    return Classifier(backbone, head, c.head, name=c.name, feature_dim=dim,
                       num_classes=num_classes)

@@ -184,15 +184,12 @@ def load_run(run_dir: str | Path, *, variant: str, seed: int) -> RunRecord | Non
                      history=history)
 
 
-def class_index(names: list[str], cls: str | int) -> int:
-    """Index of class ``cls`` (a name or an index) in ``names`` (ValueError listing the names)."""
-    if isinstance(cls, (int, np.integer)) and not isinstance(cls, bool):
-        if not 0 <= int(cls) < len(names):
-            raise ValueError(f"class index {cls} out of range [0, {len(names)})")
-        return int(cls)
-    if cls in names:
-        return names.index(cls)
-    raise ValueError(f"unknown class {cls!r}; classes: {', '.join(names)}")
+def class_index(names: list[str], cls: str | int, key: str = "study.important") -> int:
+    """Index of class ``cls`` (a name or an index) in ``names``, by the one class-name rule
+    (:func:`classaware.classes.resolve_class`; ConfigError listing the names)."""
+    from classaware.classes import resolve_class
+
+    return resolve_class(cls, names, key=key)
 
 
 def run_metrics(final: dict[str, Any], *, split: str = "test", important: Sequence[str | int] = (),

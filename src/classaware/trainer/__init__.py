@@ -1,7 +1,7 @@
-"""The training harness: configuration (:mod:`.config`) and the training loop (:mod:`.loop`).
+"""The training harness: the typed config (:mod:`.config`) and the training loop (:mod:`.loop`).
 
 ``train(config, **overrides)`` resolves and validates the configuration first (so a bad key
-fails in milliseconds, before torch, data or model), then runs the loop.
+fails in milliseconds, before data or model), then runs the loop.
 
 Example
 -------
@@ -19,19 +19,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from classaware.errors import ConfigError
-from classaware.trainer.config import DEFAULTS, dump_config, load_config, resolve_classes
+from classaware.trainer.config import RunConfig, dump_config, load_config
 
 if TYPE_CHECKING:  # pragma: no cover
-    from classaware.trainer.loop import RunResult
+    from classaware.trainer.loop import Callback, RunResult
 
-__all__ = ["DEFAULTS", "RunResult", "default_out_dir", "dump_config", "load_config",
-           "resolve_classes", "train"]
+__all__ = ["Callback", "RunConfig", "RunResult", "config_source", "default_out_dir",
+           "dump_config", "load_config", "train"]
 
 
-def default_out_dir(cfg: Mapping[str, Any], root: str | Path = "runs") -> Path:
+def default_out_dir(cfg: RunConfig, root: str | Path = "runs") -> Path:
     """``runs/<YYYYmmdd-HHMMSS>-<loss>`` (a suffix ``-2``, ``-3``, ... if it already exists)."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path(root) / f"{stamp}-{cfg['loss']['name']}"
+    base = Path(root) / f"{stamp}-{cfg.loss.name}"
     out, n = base, 1
     while out.exists():
         n += 1
@@ -39,20 +39,27 @@ def default_out_dir(cfg: Mapping[str, Any], root: str | Path = "runs") -> Path:
     return out
 
 
-def _split_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
-    # Python keyword arguments cannot contain dots; `optim__lr=0.1` is accepted as `optim.lr`.
-    return {k.replace("__", "."): v for k, v in overrides.items()}
+def config_source(config: Any, out: str | Path | None, resume: bool) -> Any:
+    """The config to load: ``config``, or with ``resume`` and no config, ``OUT/config.toml``."""
+    if resume and out is None:
+        raise ConfigError("--resume needs --out RUN_DIR (out=..., the run to continue)")
+    if resume and config is None:
+        from classaware.trainer.checkpoint import saved_config
+
+        return saved_config(out, "--resume")  # type: ignore[arg-type]
+    return config
 
 
-def train(config: Mapping[str, Any] | str | Path | None = None, *, out: str | Path | None = None,
-          resume: bool = False, quiet: bool = False, **overrides: Any) -> RunResult:
+def train(config: RunConfig | Mapping[str, Any] | str | Path | None = None, *,
+          out: str | Path | None = None, resume: bool = False, quiet: bool = False,
+          **overrides: Any) -> RunResult:
     """Train one run and return its :class:`~classaware.trainer.loop.RunResult`.
 
     Parameters
     ----------
-    config : dict, str or Path, optional
-        A TOML file, the name of a shipped config (``"fmnist-camri"``) or a dict; None = the
-        defaults. With ``resume=True`` and no config, ``OUT/config.toml`` is used.
+    config : RunConfig, dict, str or Path, optional
+        A TOML file, the name of a shipped config (``"fmnist-camri"``), a dict or a resolved
+        config; None = the defaults. With ``resume=True`` and no config, ``OUT/config.toml``.
     out : str or Path, optional
         The run directory; default ``runs/<date-time>-<loss>``.
     resume : bool
@@ -66,7 +73,8 @@ def train(config: Mapping[str, Any] | str | Path | None = None, *, out: str | Pa
     Returns
     -------
     RunResult
-        ``run_dir``, the resolved ``config`` and ``final`` (the content of ``final.json``).
+        ``run_dir``, the resolved ``config``, ``final`` (the content of ``final.json``) and
+        ``interrupted``.
 
     Raises
     ------
@@ -78,14 +86,9 @@ def train(config: Mapping[str, Any] | str | Path | None = None, *, out: str | Pa
     >>> from classaware.trainer import train
     >>> r = train("fmnist-ce", out="runs/ce", train={"epochs": 1})  # doctest: +SKIP
     """
-    if resume and out is None:
-        raise ConfigError("resume: needs out=RUN_DIR (the run to continue)")
-    if resume and config is None:
-        saved = Path(out) / "config.toml"  # type: ignore[arg-type]
-        if not saved.is_file():
-            raise ConfigError(f"resume: {str(saved)!r} not found; is {str(out)!r} a run directory?")
-        config = saved
-    cfg = load_config(config, _split_overrides(overrides))
+    # Python keyword arguments cannot contain dots; `optim__lr=0.1` is accepted as `optim.lr`.
+    dotted = {k.replace("__", "."): v for k, v in overrides.items()}
+    cfg = load_config(config_source(config, out, resume), dotted)
     if out is None and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
         # every process computes its own default name; they must agree on one run directory
         raise ConfigError("under torchrun, pass --out DIR (out=...): all processes must "
@@ -97,8 +100,8 @@ def train(config: Mapping[str, Any] | str | Path | None = None, *, out: str | Pa
 
 
 def __getattr__(name: str) -> Any:
-    if name == "RunResult":
-        from classaware.trainer.loop import RunResult
+    if name in ("RunResult", "Callback"):
+        from classaware.trainer import loop
 
-        return RunResult
+        return getattr(loop, name)
     raise AttributeError(f"module 'classaware.trainer' has no attribute {name!r}")

@@ -26,48 +26,38 @@ torch.Size([2, 3, 4, 4])
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from classaware.errors import ConfigError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from classaware.trainer.config import TrainConfig
+
 NO_FLIP_DATASETS = ("mnist", "gtsrb", "digits")
 NO_AUGMENT_DATASETS = ("digits",)
 
 
-def _tri(value: object, key: str) -> bool | None:
-    """``true``/``false`` -> bool, ``"auto"`` -> None."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() == "auto":
-        return None
-    raise ConfigError(f"train.{key} must be true, false or 'auto', got {value!r}")
-
-
-def resolve_augment(train_cfg: dict, *, dataset: str, kind: str,
+def resolve_augment(train: TrainConfig, *, dataset: str, kind: str,
                     input_shape: tuple) -> tuple[int, bool]:
     """``(crop_padding, flip)`` of a run from ``train.augment``, ``crop_padding``, ``hflip``.
 
     ``(0, False)`` means no augmentation.  Asking for augmentation of feature vectors
     (``augment = true`` with non-image data) is a ConfigError.
     """
-    name = str(dataset).lower()
-    on = _tri(train_cfg.get("augment", "auto"), "augment")
     is_image = kind == "image" and len(input_shape) == 3
-    if on is None:
-        on = is_image and name not in NO_AUGMENT_DATASETS
+    on = train.augment
+    if on == "auto":
+        on = is_image and dataset not in NO_AUGMENT_DATASETS
     if not on:
         return 0, False
     if not is_image:
-        raise ConfigError(f"train.augment = true needs image data; {dataset!r} is {kind} data")
-    pad = train_cfg.get("crop_padding", 4)
-    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
-        raise ConfigError(f"train.crop_padding must be an integer >= 0, got {pad!r}")
-    flip = _tri(train_cfg.get("hflip", "auto"), "hflip")
-    if flip is None:
-        flip = name not in NO_FLIP_DATASETS
-    return pad, bool(flip)
+        raise ConfigError(f"train.augment: true needs image data; {dataset!r} is {kind} data")
+    flip = train.hflip if train.hflip != "auto" else dataset not in NO_FLIP_DATASETS
+    return train.crop_padding, bool(flip)
 
 
 def random_crop(x: Tensor, padding: int, generator: torch.Generator | None = None) -> Tensor:

@@ -1,77 +1,65 @@
-"""Atomic file writes and checkpoints.
-
-Every file the trainer must never leave half-written (``checkpoints/*.pt``, ``final.json``,
-``outputs.npz``) is written to ``<name>.tmp-<pid>`` in the same directory, flushed, fsync'ed and
-moved over the target with ``os.replace`` (atomic on POSIX), then the directory is fsync'ed.
-A crash in the middle leaves the previous file intact (plus, at worst, a stray ``.tmp-*`` file,
-which :func:`clean_tmp` removes).
+"""Checkpoints (written atomically by :mod:`classaware._io`), the random states they carry, and
+the checks of a run directory (the one home for "is this a run, can it be resumed").
 
 Example
 -------
->>> import tempfile, pathlib
->>> d = pathlib.Path(tempfile.mkdtemp())
->>> atomic_write_bytes(d / "a.txt", b"hello")
->>> (d / "a.txt").read_bytes()
-b'hello'
+>>> import tempfile, pathlib, torch
+>>> p = pathlib.Path(tempfile.mkdtemp()) / "last.pt"
+>>> save_checkpoint(p, {"epoch": 1, "w": torch.zeros(2)})
+>>> load_checkpoint(p)["epoch"]
+1
 """
 
 from __future__ import annotations
 
-import io
-import json
-import os
 import random
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from classaware._io import atomic_write
+from classaware.errors import ConfigError
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
+__all__ = ["load_checkpoint", "rng_state", "run_dir_problem", "save_checkpoint", "saved_checkpoint",
+           "saved_config", "set_rng_state"]
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write(fileobj)`` on a temporary file, then atomically move it to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+def saved_config(run_dir: str | Path, what: str) -> Path:
+    """``run_dir/config.toml``, or a ConfigError saying why ``run_dir`` is not a run directory.
+
+    ``what`` names the argument in the message (``"RUN_DIR"``, ``"--resume"``).
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        state = "is not a directory" if run_dir.exists() else "does not exist"
+        raise ConfigError(f"{what}: {str(run_dir)!r} {state}")
+    path = run_dir / "config.toml"
+    if not path.is_file():
+        raise ConfigError(f"{what}: {str(run_dir)!r} has no config.toml: not a classaware run "
+                          "directory")
+    return path
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    atomic_write(path, lambda f: f.write(data))
+def saved_checkpoint(run_dir: str | Path) -> Path:
+    """``checkpoints/best.pt``, else ``checkpoints/last.pt`` of ``run_dir`` (else ConfigError)."""
+    ck = Path(run_dir) / "checkpoints"
+    for name in ("best.pt", "last.pt"):
+        if (ck / name).is_file():
+            return ck / name
+    raise ConfigError(f"RUN_DIR: {str(run_dir)!r} has no checkpoint (checkpoints/best.pt or "
+                      "last.pt): the run has not finished an epoch")
 
 
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    data = (json.dumps(obj, indent=2, allow_nan=True) + "\n").encode()
-    atomic_write_bytes(path, data)
-
-
-def atomic_save_npz(path: str | Path, **arrays: np.ndarray) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+def run_dir_problem(run_dir: Path, *, resume: bool) -> str | None:
+    """Why training into ``run_dir`` cannot start (None when it can)."""
+    last = run_dir / "checkpoints" / "last.pt"
+    if resume and not last.is_file():
+        return f"--resume: no checkpoint at {last}"
+    if not resume and ((run_dir / "metrics.jsonl").exists() or last.exists()):
+        return f"{run_dir} already holds a run; use --resume to continue it or choose another --out"
+    return None
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
@@ -80,20 +68,23 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint` (CPU tensors)."""
+    """Load a checkpoint written by :func:`save_checkpoint` (CPU tensors).
+
+    A missing file is FileNotFoundError; an unreadable one (truncated, corrupt, not a
+    checkpoint) is a one-line ConfigError naming the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    # weights_only=False: the checkpoint holds RNG states and plain python objects we wrote
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def clean_tmp(directory: str | Path) -> None:
-    """Remove stray ``*.tmp-*`` files a crash may have left in ``directory``."""
-    directory = Path(directory)
-    if directory.is_dir():
-        for p in directory.glob("*.tmp-*"):
-            p.unlink(missing_ok=True)
+    try:  # weights_only=False: the checkpoint holds RNG states and plain python objects we wrote
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises RuntimeError, pickle errors, EOFError, ...
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"checkpoint {path} cannot be read (truncated or corrupt?): "
+                          f"{first}") from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"checkpoint {path} is not a classaware checkpoint")
+    return state
 
 
 def rng_state(data_generator: torch.Generator | None = None) -> dict:
@@ -110,11 +101,10 @@ def rng_state(data_generator: torch.Generator | None = None) -> dict:
     return state
 
 
-def set_rng_state(state: dict, data_generator: torch.Generator | None = None) -> None:
+def set_rng_state(state: dict) -> None:
+    """Restore python, numpy, torch (and CUDA) states saved by :func:`rng_state`."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])  # noqa: NPY002
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-    if data_generator is not None and "data_generator" in state:
-        data_generator.set_state(state["data_generator"])
