@@ -33,7 +33,7 @@ def _plt() -> Any:
 
 def _save(fig: Any, path: str | Path) -> Path:
     """Render ``fig`` to PNG bytes and write them atomically to ``path``."""
-    from classaware.trainer.checkpoint import atomic_write_bytes
+    from classaware._io import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})

@@ -513,7 +513,7 @@ def write_report(study: Study, out: str | Path, *,
                  analysis: StudyAnalysis | None = None) -> Path:
     """Write report.md, report.html, report.csv and plots/*.png into ``out`` (each file
     atomically); returns the path of report.html."""
-    from classaware.trainer.checkpoint import atomic_write_bytes
+    from classaware._io import atomic_write_bytes
 
     root = Path(out)
     a = analysis if analysis is not None else analyze(study, root)
