@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 
 from classaware import functional as CF
-from classaware.functional import logit as logit_impl
 from classaware.losses import (
     ComplementCrossEntropy,
     CrossEntropyLoss,
@@ -359,15 +358,8 @@ def test_simloss_log_space_survives_underflowing_probabilities():
     assert not torch.isfinite(naive)  # the reason for log space
 
 
-@pytest.fixture(params=["dense", "sparse"])
-def sim_path(request, monkeypatch):
-    """Force SimLoss's dense (all C columns) or sparse (non-zero columns only) path."""
-    monkeypatch.setattr(logit_impl, "_SPARSE_FRACTION", 0.0 if request.param == "dense" else 1.0)
-    return request.param
-
-
 @pytest.mark.parametrize("kind", ["groups", "ordinal", "embedding-like"])
-def test_simloss_both_paths_match_reference(sim_path, kind):
+def test_simloss_similarity_kinds_match_reference(kind):
     c = 9
     if kind == "groups":
         s = torch.eye(c, dtype=torch.float64)
@@ -391,21 +383,7 @@ def test_simloss_both_paths_match_reference(sim_path, kind):
         (g2,) = torch.autograd.grad(want.sum(), x)
         torch.testing.assert_close(g1, g2, rtol=1e-9, atol=1e-10)
     assert torch.autograd.gradcheck(lambda z: CF.simloss(z, t, s), (x,))
-    module = SimLoss(s)
-    uses_sparse = module.sparse_index is not None
-    assert uses_sparse == (sim_path == "sparse")
-    torch.testing.assert_close(module(x, t), CF.simloss(x, t, s))
-
-
-def test_simloss_picks_sparse_rows_for_sparse_matrices():
-    s = torch.eye(40)
-    s[0, 1] = s[1, 0] = 0.5
-    assert SimLoss(s).sparse_index is not None and SimLoss(s).sparse_index.shape == (40, 2)
-    assert SimLoss(torch.full((4, 4), 0.5).fill_diagonal_(1.0)).sparse_index is None
-
-
-def test_simloss_underflow_in_both_paths(sim_path):
-    test_simloss_log_space_survives_underflowing_probabilities()
+    torch.testing.assert_close(SimLoss(s)(x, t), CF.simloss(x, t, s), rtol=1e-12, atol=1e-12)
 
 
 def test_simloss_zero_similarity_entries_give_no_nan_gradient():
