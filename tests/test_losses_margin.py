@@ -165,6 +165,22 @@ def test_value_and_gradient_match_reference(name, reduction, path):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_float64_input_is_computed_in_float64(name, path):
+    """Every margin (LDAM/ELM's deltas from the counts, CAMRI's angles, ArcFace/CosFace's m) is
+    used in float64: loss and gradient match the float64 reference to 1e-12, for the functional
+    and the module (whose buffers are float64)."""
+    p, fn, make = case(name)
+    cos, target = make_inputs(n=12, seed=5)
+    want = ref_loss(name, cos, target, p)
+    (g_want,) = torch.autograd.grad(want, cos)
+    for got in (fn(cos, target), make()(cos, target)):
+        assert got.dtype == torch.float64
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+        (g_got,) = torch.autograd.grad(got, cos)
+        torch.testing.assert_close(g_got, g_want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_gradcheck_float64(name):
     """The analytic backward against finite differences (the torch path is held to the
     reference's autograd in test_value_and_gradient_match_reference)."""

@@ -74,11 +74,7 @@ def inverse_frequency(counts: Counts, power: float = 1.0, *, dtype: torch.dtype 
     power : float, default 1.0
         Exponent ``p >= 0``.
     dtype : torch.dtype, default float32
-
-    Returns
-    -------
-    Tensor
-        ``[C]``, summing to ``C``.
+        Of the returned ``[C]`` weights (they sum to ``C``).
 
     Examples
     --------

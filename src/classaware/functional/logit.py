@@ -8,8 +8,9 @@ a mean over nothing (an all-ignored batch) is 0, not NaN, and ignored rows contr
 as Python numbers are kept in float64 and cast to the compute dtype, so a float64 input is
 computed in float64 throughout.
 
-Each loss is its formula in plain torch, differentiated by autograd, except the focal factor
-(see :func:`focal_loss`): there plain autograd is non-finite, so it has its own backward.
+Each loss is its formula in plain torch, differentiated by autograd: no custom backward is
+needed for a finite gradient (see the numerics notes of :func:`focal_loss`,
+:func:`complement_cross_entropy` and :func:`simloss`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from classaware.functional._ce import Prepared, prepare, reduce_rows
 from classaware.functional._ce import cross_entropy as _cross_entropy
@@ -148,12 +148,10 @@ def focal_loss(
     divides by N).  ``gamma=0`` is cross entropy.
 
     **Numerics.**  With :math:`n = -\log p_y` and :math:`u = 1 - p_y = -\mathrm{expm1}(-n)`
-    the row loss is :math:`u^\gamma n`.  Autograd would differentiate it as
-    :math:`\gamma u^{\gamma-1} n + u^\gamma`, which is ``0 * inf`` (NaN) at ``p_y = 1`` and
-    overflows to inf where ``u`` is subnormal and ``gamma < 1`` (a logit gap of ~90 in
-    float32); so this factor (on ``[N]`` only) has its own backward,
-    :math:`u^\gamma (1 + \gamma n (1 - u)/u)`, finite for every ``gamma >= 0`` (zero at
-    ``p_y = 1``).  The ``log_softmax`` around it is differentiated by autograd.
+    the row loss is :math:`u^\gamma n`, differentiated by autograd.  At ``p_y = 1`` (``u = 0``)
+    the derivative :math:`\gamma u^{\gamma-1}` is ``inf`` for ``gamma < 1``; the modulator is
+    ``where(u > 0, u, 1) ** gamma`` masked to 0 there, so the gradient is 0, not NaN.  Otherwise
+    ``u >= eps/2`` (``log_softmax`` rounds ``n`` to 0 below that), so it stays finite.
 
     Parameters
     ----------
@@ -178,28 +176,11 @@ def focal_loss(
 def _focal(prep: Prepared, gamma: float) -> Tensor:
     if gamma == 0.0:
         return _cross_entropy(prep.x, prep)
-    n = -torch.log_softmax(prep.x, 1).gather(1, prep.target[:, None]).squeeze(1)
-    return reduce_rows(_FocalFactor.apply(n, gamma), prep)
-
-
-class _FocalFactor(torch.autograd.Function):
-    """``u^gamma * n`` with ``u = -expm1(-n)``; backward ``u^gamma (1 + gamma n (1 - u) / u)``."""
-
-    @staticmethod
-    def forward(ctx, n: Tensor, gamma: float) -> Tensor:  # type: ignore[override]
-        u = -torch.expm1(-n)
-        pos = u > 0
-        u_safe = torch.where(pos, u, 1.0)
-        mod = torch.where(pos, u_safe.pow(gamma), 0.0)
-        ctx.gamma = gamma
-        ctx.save_for_backward(n, u, u_safe, mod)
-        return mod * n
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        n, u, u_safe, mod = ctx.saved_tensors
-        return grad * mod * (1 + ctx.gamma * n * (1 - u) / u_safe), None
+    n = -torch.log_softmax(prep.x, 1).gather(1, prep.target[:, None]).squeeze(1)  # -log p_y
+    u = -torch.expm1(-n)  # 1 - p_y
+    pos = u > 0
+    u_safe = torch.where(pos, u, 1.0)  # so that u^(gamma - 1) is never 0^(gamma - 1)
+    return reduce_rows(torch.where(pos, u_safe.pow(gamma), 0.0) * n, prep)
 
 
 def complement_cross_entropy(

@@ -457,19 +457,11 @@ def elm_loss(
 
     Parameters
     ----------
-    cosine, target
-        As in :func:`camri_loss`.
-    class_counts : sequence or Tensor, optional
-        Training samples per class (``C`` entries, each > 0).  Give this or ``margins``.
-    max_margin : float, default 0.5
-        LDAM's largest margin (``>= 0``; 0 gives cross entropy on ``s·cos``).
+    cosine, target, class_counts, max_margin, margins, weight, reduction, ignore_index
+        As in :func:`ldam_loss`.
     lam : float, default 1.0
         Weight of the rival's margin; 0 gives LDAM.
     scale : float, default 30.0
-    margins : Tensor or sequence, optional
-        Precomputed :math:`\Delta` ``[C]`` instead of ``class_counts``.
-    weight, reduction, ignore_index
-        As in ``torch.nn.functional.cross_entropy``.
 
     Notes
     -----
