@@ -17,10 +17,11 @@ ELM        :math:`\cos\theta_y - \Delta_y - \lambda\Delta_{\hat\jmath}`
 =========  =====================================================================
 
 Each loss reads as that recipe: gather the target cosine, form :math:`\psi`, write
-:math:`s\psi` into :math:`s\cos`, cross entropy (:func:`_margin_ce`); autograd differentiates
-it.  :math:`\cos(\theta + m)` is :math:`\cos\theta\cos m - \sin\theta\sin m` (no arccos).
-float16/bfloat16 input is computed in float32 (the loss is float32, the gradient in the
-input's dtype); float64 input, with every margin, in float64.
+:math:`s\psi` into :math:`s\cos` (by adding :math:`s(\psi - \cos\theta_y)` at the target),
+cross entropy (:func:`_margin_ce`); autograd differentiates it.  :math:`\cos(\theta + m)`
+is :math:`\cos\theta\cos m - \sin\theta\sin m` (no arccos).  float16/bfloat16 input is
+computed in float32 (the loss is float32, the gradient in the input's dtype); float64 input,
+with every margin, in float64.
 
 Cosine range check: values outside ``[-1.001, 1.001]`` (or NaN) in a row that is not ignored
 raise ValueError pointing to CosineClassifier (one ``aminmax`` pass; on CUDA and under
@@ -80,9 +81,16 @@ def _prepare_cosines(
     return prep, prep.x.gather(1, prep.target[:, None]).squeeze(1)
 
 
-def _margin_ce(prep: Prepared, psi: Tensor, scale: float) -> Tensor:
-    """Cross entropy over ``s·cos`` with the target column replaced by ``s·psi``."""
-    z = (prep.x * scale).scatter(1, prep.target[:, None], (psi * scale)[:, None])
+def _margin_ce(prep: Prepared, shift: float | Tensor, scale: float) -> Tensor:
+    """Cross entropy over ``z = s·cos`` with ``z_y = s·(cos θ_y + shift) = s·psi``.
+
+    ``shift = psi - cos θ_y`` [N] (or a float) is added in place at the target column: no copy
+    of ``z``, and an additive margin (a shift that does not depend on ``cos θ_y``) costs no
+    gradient path of its own.
+    """
+    if not isinstance(shift, Tensor):
+        shift = prep.x.new_full(prep.target.shape, shift)
+    z = (prep.x * scale).scatter_add_(1, prep.target[:, None], (shift * scale)[:, None])
     return cross_entropy(z, prep)
 
 
@@ -113,14 +121,8 @@ def check_margin(margin: float, *, angle: bool = False) -> float:
     return margin
 
 
-def check_camri(
-    important_classes: Sequence[int] | Tensor, margin: float | Sequence[float] | Tensor
-) -> tuple[Tensor, Tensor]:
-    """CAMRI's important classes and margins as int64 ``[K]`` and float64 ``[K]`` CPU tensors.
-
-    The classes must be distinct indices >= 0 (tensors are read to the host), the margin one
-    angle in ``[0, pi]`` for all of them or one per class.
-    """
+def check_important_classes(important_classes: Sequence[int] | Tensor) -> list[int]:
+    """CAMRI's important classes: distinct class indices >= 0 (a tensor is read to the host)."""
     if isinstance(important_classes, Tensor):
         if important_classes.dim() != 1 or important_classes.is_floating_point():
             raise TypeError(
@@ -146,18 +148,31 @@ def check_camri(
         if k in index:
             raise ValueError(f"important_classes must not repeat a class, got {k} twice")
         index.append(k)
+    return index
+
+
+def check_camri_margin(margin: float | Sequence[float] | Tensor, num_important: int) -> list[float]:
+    """CAMRI's margin: one angle in ``[0, pi]`` for every important class, or one per class."""
     if isinstance(margin, Tensor):
         margin = margin.tolist()
     if isinstance(margin, (int, float)) and not isinstance(margin, bool):
-        margin = [margin] * len(index)
+        margin = [margin] * num_important
     if isinstance(margin, (str, bytes)) or not isinstance(margin, Sequence):
         raise TypeError(f"margin must be a float or a sequence of floats, got {type(margin).__name__}")
-    if len(margin) != len(index):
+    if len(margin) != num_important:
         raise ValueError(
-            f"margin has {len(margin)} entries but there are {len(index)} important classes "
+            f"margin has {len(margin)} entries but there are {num_important} important classes "
             "(give one float, or one margin per important class)"
         )
-    margins = [check_margin(m, angle=True) for m in margin]
+    return [check_margin(m, angle=True) for m in margin]
+
+
+def check_camri(
+    important_classes: Sequence[int] | Tensor, margin: float | Sequence[float] | Tensor
+) -> tuple[Tensor, Tensor]:
+    """CAMRI's important classes and margins as int64 ``[K]`` and float64 ``[K]`` CPU tensors."""
+    index = check_important_classes(important_classes)
+    margins = check_camri_margin(margin, len(index))
     return torch.tensor(index, dtype=torch.int64), torch.tensor(margins, dtype=torch.float64)
 
 
@@ -235,7 +250,7 @@ def _camri(
         check_value(index.amax() < num_classes,
                     f"important_classes must be class indices in [0, {num_classes})")
     per_class = x.new_zeros(num_classes).index_copy(0, index.to(x.device), margins.to(x))
-    return _margin_ce(prep, _cos_plus(c, per_class[prep.target]), scale)
+    return _margin_ce(prep, _cos_plus(c, per_class[prep.target]) - c, scale)
 
 
 def arcface_loss(
@@ -294,7 +309,7 @@ def arcface_loss(
         psi = torch.where(c > 0, psi, c)
     else:  # theta + m > pi  <=>  c <= cos(pi - m) = -cos(m)
         psi = torch.where(c > -math.cos(m), psi, c - m * math.sin(m))
-    return _margin_ce(prep, psi, scale)
+    return _margin_ce(prep, psi - c, scale)
 
 
 def cosface_loss(
@@ -338,8 +353,8 @@ def cosface_loss(
     4.8
     """
     m = check_margin(margin)
-    prep, c = _prepare_cosines(cosine, target, scale, weight, reduction, ignore_index)
-    return _margin_ce(prep, c - m, scale)
+    prep, _ = _prepare_cosines(cosine, target, scale, weight, reduction, ignore_index)
+    return _margin_ce(prep, -m, scale)
 
 
 def ldam_deltas(
@@ -365,7 +380,7 @@ def _ldam(
     weight: Tensor | None, reduction: str, ignore_index: int,
 ) -> Tensor:
     """``psi = cos θ_y - Δ_y - lam·Δ_ĵ``, ``ĵ = argmax_{j≠y} cos θ_j``: ELM, and LDAM (``lam = 0``)."""
-    prep, c = _prepare_cosines(cosine, target, scale, weight, reduction, ignore_index)
+    prep, _ = _prepare_cosines(cosine, target, scale, weight, reduction, ignore_index)
     if delta.shape[0] != prep.x.shape[1]:
         raise ValueError(f"class_counts / margins have {delta.shape[0]} entries but the input "
                          f"has {prep.x.shape[1]} classes")
@@ -374,7 +389,7 @@ def _ldam(
     if lam != 0.0:  # the strongest rival, chosen without gradient (ties: lowest index)
         rival = prep.x.scatter(1, prep.target[:, None], float("-inf")).argmax(1)
         m = m + lam * d[rival]
-    return _margin_ce(prep, c - m, scale)
+    return _margin_ce(prep, -m, scale)
 
 
 def ldam_loss(

@@ -32,8 +32,10 @@ class CrossEntropyLoss(Loss):
     .. math:: \ell_i = w_{y_i}\,\big(\operatorname{logsumexp}(x_i) - x_{i,y_i}\big)
 
     Same as ``torch.nn.CrossEntropyLoss`` (weight / reduction / ignore_index rules) except that
-    an all-ignored batch gives 0 under "mean", ignored rows holding inf/NaN give zero loss and
-    zero gradient, and float16/bfloat16 input is computed in float32.
+    a mean over nothing (an all-ignored batch, or targets whose weights are all 0) is 0, ignored
+    rows holding inf/NaN give zero loss and zero gradient, float16/bfloat16 input is computed in
+    float32, and one class (C = 1) or a negative, NaN, infinite or all-zero ``weight`` is a
+    ValueError, as for every loss of this library.
 
     Examples
     --------
