@@ -1,17 +1,18 @@
-"""Loss speed relative to ``F.cross_entropy`` (issue 5, point 1).
+"""Loss speed relative to F.cross_entropy, and each loss's share of a training step.
 
 For every loss of ``classaware.losses.available()`` this times forward + backward on the same
 input as a ratio to ``F.cross_entropy`` (margin losses: to cross entropy on a precomputed
 ``scale * cosine``), all in one process, as the median of many repetitions after a warm-up,
-interleaved pairwise with its cross-entropy baseline (a fresh shuffled order each round).  It also times a *literal* implementation of each paper formula (arccos of the whole
-matrix, one-hot masks, probabilities, as the released code does; written below) and prints our
-speed-up over it.  At small sizes, where framework dispatch and not arithmetic sets the time, it
-also prints the loss's share of a whole ResNet-32 training step (batch 128, CIFAR shape).
+interleaved pairwise with its cross-entropy baseline (a fresh shuffled order each round).  It also
+times a *literal* implementation of each paper formula (arccos of the whole matrix, one-hot
+masks, probabilities, as the released code does; written below) and prints our speed-up over it.
+Last, it prints each loss's share of a whole training step (forward + backward + SGD step at
+batch 128) of ``small_cnn`` (1x28x28) and ``resnet32`` (3x32x32).
 
 Run::
 
     python benchmarks/losses.py                 # all sizes, all losses, CPU float32 (+ CUDA bf16)
-    python benchmarks/losses.py --quick         # fewer repetitions, no ResNet step
+    python benchmarks/losses.py --quick         # fewer repetitions, no training-step shares
     python benchmarks/losses.py --sizes 256x1000,64x10000 --losses camri,focal
 
 Targets (median ratio at 256x1000 and 64x10000; SimLoss at 256x1000 only): CAMRI, ArcFace,
@@ -37,24 +38,24 @@ from classaware.similarity import ordinal
 
 DEFAULT_SIZES = [(256, 10), (1024, 100), (256, 1000), (64, 10000)]
 LARGE_SIZES = {(256, 1000), (64, 10000)}
-SMALL_SIZES = {(256, 10), (1024, 100)}
 TARGETS = {
     "camri": 1.3, "arcface": 1.3, "cosface": 1.3, "ldam": 1.3, "logit_adjusted": 1.3,
     "balanced_softmax": 1.3, "focal": 1.6, "elm": 1.6, "simloss": 2.0, "cce": 2.0,
 }
 SIMLOSS_MAX_C = 1000  # its matrix is C x C
 STEP_BATCH = 128
+# (model, one sample's shape, classes) whose training step the losses are compared with
+STEP_MODELS = [("small_cnn", (1, 28, 28), 10), ("resnet32", (3, 32, 32), 10),
+               ("resnet32", (3, 32, 32), 100)]
 
 
 # ---------------------------------------------------------------------------------------------
-# loss configurations (typical published settings)
+# loss configurations (typical published settings) and the literal formulas
 # ---------------------------------------------------------------------------------------------
 
 
 def long_tail_counts(c: int, ratio: float = 100.0, head: int = 1000) -> list[int]:
     """Exponential profile n_j = head * ratio^(-j/(C-1)) (LDAM's CIFAR-LT), at least 1."""
-    if c == 1:
-        return [head]
     return [max(1, round(head * ratio ** (-j / (c - 1)))) for j in range(c)]
 
 
@@ -75,110 +76,85 @@ def loss_kwargs(name: str, c: int) -> dict:
     }[name]
 
 
-# ---------------------------------------------------------------------------------------------
-# literal implementations of the paper formulas (the released codes' style)
-# ---------------------------------------------------------------------------------------------
+def _onehot(t, c, dtype):
+    return F.one_hot(t, c).to(dtype)
 
 
-def _ldam_deltas(counts, max_margin, device):
-    m = torch.tensor(counts, dtype=torch.float32, device=device) ** -0.25
-    return m * (max_margin / m.max())
+def _literal_camri(kw, c, device):  # CAMRI's TF release: arccos of everything, one-hot margin
+    margins = torch.zeros(c, device=device)
+    margins[kw["important_classes"]] = kw["margin"]
+
+    def camri(cos, t):
+        theta = torch.acos(cos.clamp(-1 + 1e-7, 1 - 1e-7))
+        return F.cross_entropy(kw["scale"] * torch.cos(theta + _onehot(t, c, cos.dtype)
+                                                       * margins[t][:, None]), t)
+    return camri
 
 
-def make_literal(name: str, kw: dict, c: int, device) -> Callable | None:
-    """Return literal(input, target) -> loss, or None when the formula is CE itself."""
-    if name == "ce":
-        return None
-    if name == "camri":
-        s, m = kw["scale"], kw["margin"]
-        margins = torch.zeros(c, device=device)
-        margins[kw["important_classes"]] = m
+def _literal_arcface(kw, c, device):  # insightface: arccos, margin at the label, cos back
+    s, m = kw["scale"], kw["margin"]
 
-        def camri(cos, t):  # CAMRI's TF release: arccos of everything, one-hot margin
-            theta = torch.acos(cos.clamp(-1 + 1e-7, 1 - 1e-7))
-            onehot = F.one_hot(t, c).to(cos.dtype)
-            logits = s * torch.cos(theta + onehot * margins[t][:, None])
-            return F.cross_entropy(logits, t)
+    def arcface(cos, t):
+        target = torch.acos(cos.clamp(-1 + 1e-7, 1 - 1e-7)) + m * _onehot(t, c, cos.dtype)
+        logits = torch.where(target > math.pi, cos - m * math.sin(m), torch.cos(target))
+        return F.cross_entropy(s * logits, t)
+    return arcface
 
-        return camri
-    if name == "arcface":
-        s, m = kw["scale"], kw["margin"]
 
-        def arcface(cos, t):  # insightface: arccos of the matrix, margin at the label, cos back
-            onehot = F.one_hot(t, c).to(cos.dtype)
-            theta = torch.acos(cos.clamp(-1 + 1e-7, 1 - 1e-7))
-            target = theta + m * onehot
-            logits = torch.where(target > math.pi, cos - m * math.sin(m), torch.cos(target))
-            return F.cross_entropy(s * logits, t)
+def _literal_cosface(kw, c, device):
+    return lambda cos, t: F.cross_entropy(kw["scale"] * (cos - kw["margin"] * _onehot(t, c, cos.dtype)), t)
 
-        return arcface
-    if name == "cosface":
-        s, m = kw["scale"], kw["margin"]
 
-        def cosface(cos, t):
-            onehot = F.one_hot(t, c).to(cos.dtype)
-            return F.cross_entropy(s * (cos - m * onehot), t)
+def _literal_ldam(kw, c, device):  # Cao et al.'s release: bool index matrix + matmul of margins
+    q = torch.tensor(kw["class_counts"], dtype=torch.float32, device=device) ** -0.25
+    deltas = q * (kw["max_margin"] / q.max())
+    lam = kw.get("lam")
 
-        return cosface
-    if name in ("ldam", "elm"):
-        s = kw["scale"]
-        deltas = _ldam_deltas(kw["class_counts"], kw["max_margin"], device)
-        lam = kw.get("lam", 0.0)
+    def ldam(cos, t):
+        index = torch.zeros_like(cos, dtype=torch.bool).scatter_(1, t[:, None], True)
+        batch_m = torch.matmul(deltas[None, :], index.to(cos.dtype).T).view(-1, 1)
+        if lam is not None:  # ELM: the strongest rival's margin too
+            other = cos.masked_fill(index, float("-inf")).argmax(1)
+            other_index = torch.zeros_like(index).scatter_(1, other[:, None], True)
+            batch_m = batch_m + lam * torch.matmul(deltas[None, :], other_index.to(cos.dtype).T).view(-1, 1)
+        return F.cross_entropy(kw["scale"] * torch.where(index, cos - batch_m, cos), t)
+    return ldam
 
-        def ldam(cos, t):  # Cao et al.'s release: bool index matrix + matmul of the margins
-            index = torch.zeros_like(cos, dtype=torch.bool).scatter_(1, t[:, None], True)
-            batch_m = torch.matmul(deltas[None, :], index.to(cos.dtype).T).view(-1, 1)
-            if name == "elm":
-                other = cos.masked_fill(index, float("-inf")).argmax(1)
-                other_index = torch.zeros_like(index).scatter_(1, other[:, None], True)
-                batch_m = batch_m + lam * torch.matmul(
-                    deltas[None, :], other_index.to(cos.dtype).T
-                ).view(-1, 1)
-            out = torch.where(index, cos - batch_m, cos)
-            return F.cross_entropy(s * out, t)
 
-        return ldam
-    if name == "simloss":
-        sim = kw["similarity"].to(device)
+def _literal_simloss(kw, c, device):  # Kobs et al.'s release: probabilities in, log of their sum
+    sim = kw["similarity"].to(device=device, dtype=torch.float32)
+    return lambda x, t: -torch.log((sim[t] * torch.softmax(x, 1)).sum(1) + 1e-8).mean()
 
-        def simloss(x, t):  # Kobs et al.'s release: probabilities in, log of their sum
-            p = torch.softmax(x, 1)
-            return -torch.log((sim[t] * p).sum(1) + 1e-8).mean()
 
-        return simloss
-    if name == "cce":
-        gamma = kw["gamma"]
+def _literal_cce(kw, c, device):  # the authors' release (with the paper's sign and weight)
+    def cce(x, t):
+        p = torch.softmax(x, 1)
+        px = p / ((1 - p.gather(1, t[:, None])) + 1e-7)
+        zerohot = torch.ones_like(p).scatter_(1, t[:, None], 0)
+        h = -(px * torch.log(px + 1e-10) * zerohot).sum() / x.shape[0]
+        return F.nll_loss(F.log_softmax(x, 1), t) + kw["gamma"] / (c - 1) * h
+    return cce
 
-        def cce(x, t):  # the authors' release (with the paper's sign and weight)
-            n = x.shape[0]
-            ce = F.nll_loss(F.log_softmax(x, 1), t)
-            p = torch.softmax(x, 1)
-            yg = p.gather(1, t[:, None])
-            px = p / ((1 - yg) + 1e-7)
-            zerohot = torch.ones_like(p).scatter_(1, t[:, None], 0)
-            h = -(px * torch.log(px + 1e-10) * zerohot).sum() / n
-            return ce + gamma / (c - 1) * h
 
-        return cce
-    if name == "focal":
-        gamma = kw["gamma"]
+def _literal_focal(kw, c, device):  # one-hot formulation (kornia / many repos)
+    def focal(x, t):
+        logp = F.log_softmax(x, 1)
+        return (-(_onehot(t, c, x.dtype) * (1 - logp.exp()) ** kw["gamma"] * logp).sum(1)).mean()
+    return focal
 
-        def focal(x, t):  # one-hot formulation (kornia / many repos)
-            logp = F.log_softmax(x, 1)
-            onehot = F.one_hot(t, c).to(x.dtype)
-            return (-(onehot * (1 - logp.exp()) ** gamma * logp).sum(1)).mean()
 
-        return focal
-    if name in ("logit_adjusted", "balanced_softmax"):
-        tau = kw.get("tau", 1.0)
-        counts = torch.tensor(kw["class_counts"], dtype=torch.float32, device=device)
-        log_prior = (counts / counts.sum()).log()
+def _literal_logit_adjusted(kw, c, device):  # Menon et al.'s release: add tau log prior, CE
+    counts = torch.tensor(kw["class_counts"], dtype=torch.float32, device=device)
+    log_prior = kw.get("tau", 1.0) * (counts / counts.sum()).log()
+    return lambda x, t: F.cross_entropy(x + log_prior, t)
 
-        def logit_adjusted(x, t):  # Menon et al.'s release: add tau log prior, CE
-            return F.cross_entropy(x + tau * log_prior, t)
 
-        return logit_adjusted
-    raise KeyError(name)
+LITERAL = {
+    "camri": _literal_camri, "arcface": _literal_arcface, "cosface": _literal_cosface,
+    "ldam": _literal_ldam, "elm": _literal_ldam, "simloss": _literal_simloss, "cce": _literal_cce,
+    "focal": _literal_focal, "logit_adjusted": _literal_logit_adjusted,
+    "balanced_softmax": _literal_logit_adjusted,
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,9 +203,8 @@ def time_interleaved(
             t0 = clock()
             fns[n]()
             _sync(device)
-            dt = clock() - t0
             if r >= warmup:
-                samples[n].append(dt)
+                samples[n].append(clock() - t0)
     return {n: statistics.median(v) for n, v in samples.items()}
 
 
@@ -251,6 +226,15 @@ def make_inputs(n: int, c: int, dtype, device, seed: int = 0):
     return logits, cos, target
 
 
+def _leaves(name: str, n: int, c: int, dtype, device, seed: int = 0):
+    """(baseline leaf: s*cos or logits, the loss's own leaf, target) for loss ``name``."""
+    logits, cos, target = make_inputs(n, c, dtype, device, seed)
+    cosine = spec(name).input == "cosine"
+    scale = loss_kwargs(name, c).get("scale", 1.0) if cosine else 1.0
+    base = (scale * cos if cosine else logits).detach().clone().requires_grad_(True)
+    return base, (cos if cosine else logits).detach().clone().requires_grad_(True), target
+
+
 def bench_size(n, c, names, dtype, device, reps, warmup, with_literal=True):
     """{name: {"ours": ratio, "literal": ratio | None, "ours_s": sec, "ce_s": sec}}.
 
@@ -259,24 +243,19 @@ def bench_size(n, c, names, dtype, device, reps, warmup, with_literal=True):
     losses nor the (much slower, allocation-heavy) literal implementations sit between them and
     evict their inputs from the cache.  The literal implementation gets its own pair.
     """
-    logits, cos, target = make_inputs(n, c, dtype, device)
     out = {}
     for name in names:
         if name == "simloss" and c > SIMLOSS_MAX_C:
             continue
         kw = loss_kwargs(name, c)
-        module = create(name, **kw).to(device)
-        cosine = spec(name).input == "cosine"
-        scale = kw.get("scale", 1.0) if cosine else 1.0
-        base_leaf = (scale * cos if cosine else logits).detach().clone().requires_grad_(True)
-        leaf = (cos if cosine else logits).detach().clone().requires_grad_(True)
+        base_leaf, leaf, target = _leaves(name, n, c, dtype, device)
         ce = _fwd_bwd(F.cross_entropy, base_leaf, target)
-        med = time_interleaved({"ce": ce, "ours": _fwd_bwd(module, leaf, target)},
+        med = time_interleaved({"ce": ce, "ours": _fwd_bwd(create(name, **kw).to(device), leaf, target)},
                                reps, warmup, device)
         row = {"ours": med["ours"] / med["ce"], "literal": None,
                "ours_s": med["ours"], "ce_s": med["ce"]}
-        literal = make_literal(name, kw, c, device) if with_literal else None
-        if literal is not None:
+        if with_literal and name in LITERAL:
+            literal = LITERAL[name](kw, c, device)
             lit_leaf = leaf.detach().clone().requires_grad_(True)
             lit = time_interleaved({"ce": ce, "literal": _fwd_bwd(literal, lit_leaf, target)},
                                    reps, warmup, device)
@@ -285,41 +264,53 @@ def bench_size(n, c, names, dtype, device, reps, warmup, with_literal=True):
     return out
 
 
-def step_times(c: int, device, reps: int, warmup: int) -> dict[str, float]:
-    """Seconds per ResNet-32 training step (batch 128, 3x32x32, SGD) with CE, per head type."""
+# ---------------------------------------------------------------------------------------------
+# share of a training step
+# ---------------------------------------------------------------------------------------------
+
+
+def step_seconds(model_name: str, shape, c: int, head: str, device, reps: int) -> float:
+    """Seconds per training step (forward + backward + SGD step, batch 128) with CE."""
     from classaware.models import build_model
 
-    out = {}
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(STEP_BATCH, 3, 32, 32, generator=g).to(device)
+    x = torch.randn(STEP_BATCH, *shape, generator=g).to(device)
     y = torch.randint(0, c, (STEP_BATCH,), generator=g).to(device)
-    for head in ("linear", "cosine"):
-        model = build_model({"name": "resnet32", "head": head}, (3, 32, 32), c).to(device)
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        scale = 16.0 if head == "cosine" else 1.0
+    model = build_model({"name": model_name, "head": head}, shape, c).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    scale = 16.0 if head == "cosine" else 1.0
 
-        def step(model=model, opt=opt, scale=scale) -> None:
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(scale * model(x), y).backward()
-            opt.step()
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(scale * model(x), y).backward()
+        opt.step()
 
-        out[head] = time_interleaved({"step": step}, reps, warmup, device)["step"]
+    return time_interleaved({"step": step}, reps, 1, device)["step"]
+
+
+def step_shares(names, dtype, device, reps, warmup, step_reps):
+    """{(model, C): {name: (share, step seconds)}}: loss / (step with CE - CE + that loss).
+
+    The loss is timed on its own at [128, C] (interleaved with CE), because the difference of two
+    whole training steps is far below their run-to-run noise.
+    """
+    out = {}
+    for model_name, shape, c in STEP_MODELS:
+        steps = {head: step_seconds(model_name, shape, c, head, device, step_reps)
+                 for head in ("linear", "cosine")}
+        fns = {}
+        for name in names:
+            _, leaf, target = _leaves(name, STEP_BATCH, c, dtype, device, seed=1)
+            fns[name] = _fwd_bwd(create(name, **loss_kwargs(name, c)).to(device), leaf, target)
+        logits, _, target = make_inputs(STEP_BATCH, c, dtype, device, seed=1)
+        fns["__ce__"] = _fwd_bwd(F.cross_entropy, logits.requires_grad_(True), target)
+        lt = time_interleaved(fns, reps, warmup, device)
+        row = {}
+        for name in names:
+            step = steps["cosine" if spec(name).input == "cosine" else "linear"] - lt["__ce__"] + lt[name]
+            row[name] = (lt[name] / step, step)
+        out[(model_name, c)] = row
     return out
-
-
-def loss_times_at_step_batch(c, names, dtype, device, reps, warmup):
-    """Seconds of forward + backward of each loss and of CE at [128, C]."""
-    logits, cos, target = make_inputs(STEP_BATCH, c, dtype, device, seed=1)
-    fns = {}
-    for name in names:
-        if name == "simloss" and c > SIMLOSS_MAX_C:
-            continue
-        kw = loss_kwargs(name, c)
-        cosine = spec(name).input == "cosine"
-        leaf = (cos if cosine else logits).detach().clone().requires_grad_(True)
-        fns[name] = _fwd_bwd(create(name, **kw).to(device), leaf, target)
-    fns["__ce__"] = _fwd_bwd(F.cross_entropy, logits.detach().clone().requires_grad_(True), target)
-    return time_interleaved(fns, reps, warmup, device)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,6 +320,41 @@ def loss_times_at_step_batch(c, names, dtype, device, reps, warmup):
 
 def _fmt_ratio(r: float | None) -> str:
     return "—" if r is None else f"{r:.2f}"
+
+
+def print_ratio_table(args, names, dtype, device, misses: list) -> None:
+    print("| loss | N x C | CE (us) | ours (us) | ours / CE | literal / CE | speed-up vs "
+          "literal | target | |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for n, c in args.sizes:
+        res = bench_size(n, c, names, dtype, device, args.reps, args.warmup,
+                         with_literal=not args.no_literal)
+        for name, r in res.items():
+            lit = r["literal"]
+            speed = "—" if lit is None else f"{lit / r['ours']:.2f}x"
+            target = TARGETS.get(name)
+            mark = ""
+            if target is not None and (n, c) in LARGE_SIZES:
+                mark = "pass" if r["ours"] <= target else "FAIL"
+                if r["ours"] > target:
+                    misses.append((device.type, name, n, c, r["ours"], target))
+            print(f"| {name} | {n}x{c} | {r['ce_s'] * 1e6:.0f} | {r['ours_s'] * 1e6:.0f} | "
+                  f"{_fmt_ratio(r['ours'])} | {_fmt_ratio(lit)} | {speed} | "
+                  f"{'' if target is None else f'<= {target}'} | {mark} |")
+        sys.stdout.flush()
+    print()
+
+
+def print_share_table(args, names, dtype, device) -> None:
+    shares = step_shares(names, dtype, device, args.reps, args.warmup, args.step_reps)
+    cols = list(shares)
+    print(f"Share of a training step (forward + backward + SGD step, batch {STEP_BATCH}):\n")
+    print("| loss | " + " | ".join(f"{m} C={c}" for m, c in cols) + " |")
+    print("|---|" + "---:|" * len(cols))
+    for name in names:
+        cells = [f"{100 * shares[k][name][0]:.3f}% of {shares[k][name][1] * 1e3:.0f} ms" for k in cols]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print()
 
 
 def run(args) -> int:
@@ -356,53 +382,15 @@ def run(args) -> int:
     print(f"# forward+backward, median of {args.reps} interleaved repetitions after "
           f"{args.warmup} warm-up; ratio = time / F.cross_entropy on the same input "
           "(margin losses: CE on precomputed scale*cos)\n")
-    misses = []
+    misses: list = []
     for device, dtype in configs:
-        dname = f"{device.type} {str(dtype).replace('torch.', '')}"
-        share = {}
-        if device.type == "cpu" and not args.no_step:
-            for n, c in args.sizes:
-                if (n, c) not in SMALL_SIZES:
-                    continue
-                steps = step_times(c, device, args.step_reps, 1)
-                lt = loss_times_at_step_batch(c, names, dtype, device, args.reps, args.warmup)
-                for name in names:
-                    if name in lt:
-                        head = "cosine" if spec(name).input == "cosine" else "linear"
-                        step = steps[head] - lt["__ce__"] + lt[name]
-                        share[(name, c)] = (lt[name] / step, step)
-        print(f"## {dname}\n")
-        print("| loss | N x C | CE (us) | ours (us) | ours / CE | literal / CE | speed-up vs "
-              "literal | target | | share of ResNet-32 step |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|---|---:|")
-        for n, c in args.sizes:
-            res = bench_size(n, c, names, dtype, device, args.reps, args.warmup,
-                             with_literal=not args.no_literal)
-            for name in names:
-                if name not in res:
-                    continue
-                r = res[name]
-                lit = r["literal"]
-                speed = "—" if lit is None else f"{lit / r['ours']:.2f}x"
-                target = TARGETS.get(name)
-                mark = ""
-                if target is not None and (n, c) in LARGE_SIZES:
-                    ok = r["ours"] <= target
-                    mark = "pass" if ok else "FAIL"
-                    if not ok:
-                        misses.append((dname, name, n, c, r["ours"], target))
-                sh = share.get((name, c))
-                sh_txt = f"{100 * sh[0]:.2f}% of {sh[1] * 1e3:.0f} ms" if sh else ""
-                print(f"| {name} | {n}x{c} | {r['ce_s'] * 1e6:.0f} | {r['ours_s'] * 1e6:.0f} | "
-                      f"{_fmt_ratio(r['ours'])} | {_fmt_ratio(lit)} | {speed} | "
-                      f"{'' if target is None else f'<= {target}'} | {mark} | {sh_txt} |")
-            sys.stdout.flush()
-        print()
-    if misses:
-        print("Missed targets:")
-        for dname, name, n, c, ratio, target in misses:
-            print(f"  {dname} {name} at {n}x{c}: {ratio:.2f} > {target}")
-    else:
+        print(f"## {device.type} {str(dtype).replace('torch.', '')}\n")
+        print_ratio_table(args, names, dtype, device, misses)
+        if not args.no_step:
+            print_share_table(args, names, dtype, device)
+    for dname, name, n, c, ratio, target in misses:
+        print(f"Missed target: {dname} {name} at {n}x{c}: {ratio:.2f} > {target}")
+    if not misses:
         print("Every loss is within its target at the large sizes.")
     return 0
 
@@ -411,24 +399,26 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
     out = []
     for part in text.split(","):
         try:
-            n, c = part.lower().split("x")
-            out.append((int(n), int(c)))
+            n, c = (int(v) for v in part.lower().split("x"))
         except ValueError as exc:
             raise argparse.ArgumentTypeError(f"--sizes wants NxC,NxC,... got {part!r}") from exc
+        if n < 1 or c < 2:
+            raise argparse.ArgumentTypeError(f"--sizes wants N >= 1 and C >= 2, got {part!r}")
+        out.append((n, c))
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="fewer repetitions, no ResNet step")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions, no training-step shares")
     p.add_argument("--sizes", type=parse_sizes, default=DEFAULT_SIZES, help="e.g. 256x1000,64x10000")
     p.add_argument("--losses", type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
                    default=None, help="comma-separated names (default: all)")
     p.add_argument("--reps", type=int, default=None, help="timed repetitions (default 60; quick 15)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up repetitions (default 10)")
-    p.add_argument("--step-reps", type=int, default=5, help="ResNet-32 steps timed per head")
+    p.add_argument("--step-reps", type=int, default=5, help="training steps timed per model and head")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
-    p.add_argument("--no-step", action="store_true", help="skip the ResNet-32 step share")
+    p.add_argument("--no-step", action="store_true", help="skip the training-step shares")
     p.add_argument("--no-literal", action="store_true", help="skip the literal implementations")
     p.add_argument("--cpu-only", action="store_true", help="skip CUDA even when available")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",

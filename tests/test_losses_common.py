@@ -8,6 +8,7 @@ precision.  Per-loss formula checks live in test_losses_logit.py / test_losses_m
 from __future__ import annotations
 
 import os
+import warnings
 
 import pytest
 import torch
@@ -227,3 +228,111 @@ def test_torch_compile(name):
     (g_ref,) = torch.autograd.grad(v_ref, x)
     torch.testing.assert_close(v, v_ref, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(g, g_ref, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------
+# one rule for every loss: bad class weights, one class, non-tensor input, no warnings
+# ------------------------------------------------------------------------------------------
+
+WEIGHTED = [n for n in NAMES if spec(n).takes_weight]
+BAD_WEIGHTS = {
+    "negative": [1.0, -0.5, 1.0, 1.0, 1.0],
+    "nan": [1.0, float("nan"), 1.0, 1.0, 1.0],
+    "inf": [1.0, float("inf"), 1.0, 1.0, 1.0],
+    "all_zero": [0.0] * C,
+}
+
+
+@pytest.mark.parametrize("bad", list(BAD_WEIGHTS))
+@pytest.mark.parametrize("name", WEIGHTED)
+def test_bad_weight_values_are_rejected_naming_weight(name, bad):
+    kwargs, fn = CASES[name]
+    x, t = _inputs(name)
+    w = torch.tensor(BAD_WEIGHTS[bad])
+    with pytest.raises(ValueError, match="weight must be finite and >= 0"):
+        create(name, **kwargs, weight=w)
+    with pytest.raises(ValueError, match="weight must be finite and >= 0"):
+        fn(x, t, weight=w)
+    with pytest.raises(ValueError, match="weight must be finite and >= 0"):
+        fn(x, t, weight=BAD_WEIGHTS[bad])  # a list is checked the same way
+    loss = create(name, **kwargs)
+    loss.weight = w  # a DRW switch is checked at the next forward
+    with pytest.raises(ValueError, match="weight must be finite and >= 0"):
+        loss(x, t)
+    CF.set_value_checks(False)
+    try:
+        loss(x, t)  # value checks off: no check, no error
+    finally:
+        CF.set_value_checks(True)
+
+
+@pytest.mark.parametrize("name", WEIGHTED)
+def test_targets_whose_weights_are_all_zero_give_zero_not_nan(name):
+    """As an all-ignored batch: the weighted mean over nothing is 0, with zero gradient."""
+    kwargs, fn = CASES[name]
+    x, _ = _inputs(name, n=6)
+    t = torch.tensor([0, 2, 0, 2, 2, 0])
+    w = torch.tensor([0.0, 1.0, 0.0, 1.0, 1.0])
+    for v in (create(name, **kwargs, weight=w)(x, t), fn(x, t, weight=w)):
+        assert v.item() == 0.0
+        (g,) = torch.autograd.grad(v, x)
+        assert torch.all(g == 0)
+
+
+def _one_class_kwargs(name):
+    kwargs = dict(CASES[name][0])
+    if "class_counts" in kwargs:
+        kwargs["class_counts"] = [10]
+    if "important_classes" in kwargs:
+        kwargs["important_classes"] = [0]
+    if "similarity" in kwargs:
+        kwargs["similarity"] = torch.eye(1)
+    return kwargs
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_one_class_is_a_value_error_for_every_loss(name):
+    x = torch.full((4, 1), 0.5, requires_grad=True)
+    t = torch.zeros(4, dtype=torch.int64)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        create(name, **_one_class_kwargs(name))(x, t)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        CASES[name][1](x, t)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_lists_for_input_or_target_are_a_type_error(name):
+    """As torch's own losses: input and target must be tensors (constructor arguments such as
+    weight, class_counts, similarity or important_classes may be lists)."""
+    kwargs, fn = CASES[name]
+    x, t = _inputs(name, n=3)
+    loss = create(name, **kwargs)
+    for call in (loss, fn):
+        with pytest.raises(TypeError, match="input must be a torch.Tensor"):
+            call(x.tolist(), t)
+        with pytest.raises(TypeError, match="target must be a torch.Tensor"):
+            call(x, t.tolist())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_warning_at_extreme_values(name):
+    """cos = +-1, huge logits, ignored rows holding inf/NaN, all ignored, half precision."""
+    kwargs, fn = CASES[name]
+    x, t = _inputs(name, n=6, bound=1.0)
+    edge = x.detach().clone()
+    if spec(name).input == "cosine":
+        edge[0], edge[1] = 1.0, -1.0
+    else:
+        edge[0], edge[1] = 1e4, -1e4
+    edge[2] = float("nan")
+    edge[3, 0] = float("inf")
+    t = t.clone()
+    t[[2, 3]] = -100
+    loss = create(name, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for inp, tgt in ((edge, t), (edge, torch.full_like(t, -100)), (edge.half(), t)):
+            inp = inp.detach().requires_grad_(True)
+            for v in (loss(inp, tgt), fn(inp, tgt)):
+                (g,) = torch.autograd.grad(v, inp)
+                assert torch.isfinite(v) and torch.isfinite(g.float()).all()

@@ -1,9 +1,9 @@
 """Margin losses (CAMRI, ArcFace, CosFace, LDAM, ELM) against per-sample references.
 
 The references below are written from the formulas of issue 2 with plain loops and arccos
-(never by calling the implementation).  Every value / gradient test runs on both code paths
-of the implementation: the eager-CPU path (per-sample arithmetic in NumPy) and the torch path
-that CUDA and torch.compile use (forced here by patching ``eager_cpu``).
+(never by calling the implementation).  Every value / gradient test runs both as on the eager
+CPU and as on CUDA / under torch.compile, where no check reads a value back to the host (forced
+here by patching ``eager_cpu``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import classaware.functional.margin as M
+import classaware.functional._checks as checks
 from classaware.functional import (
     arcface_loss,
     camri_loss,
@@ -118,11 +118,12 @@ def case(name):
         lambda **kw: ELMLoss(COUNTS, 0.6, lam, 5.0, **kw)
 
 
-@pytest.fixture(params=["numpy", "torch"])
+@pytest.fixture(params=["eager-cpu", "no-host-reads"])
 def path(request, monkeypatch):
-    """Run on the eager-CPU (NumPy) path and on the torch path used by CUDA / compile."""
-    if request.param == "torch":
-        monkeypatch.setattr(M, "eager_cpu", lambda t: False)
+    """As on the eager CPU, and as on CUDA / under compile, where no check reads a value back
+    to the host (so every batch is masked for ignore_index; forced here by patching)."""
+    if request.param == "no-host-reads":
+        monkeypatch.setattr(checks, "eager_cpu", lambda t: False)
     return request.param
 
 
@@ -161,6 +162,22 @@ def test_value_and_gradient_match_reference(name, reduction, path):
         (g_want,) = torch.autograd.grad(want, cos, upstream)
         torch.testing.assert_close(g_got, g_want, rtol=1e-6, atol=1e-9)
         assert g_got[3].abs().sum() == 0  # the ignored row
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float64_input_is_computed_in_float64(name, path):
+    """Every margin (LDAM/ELM's deltas from the counts, CAMRI's angles, ArcFace/CosFace's m) is
+    used in float64: loss and gradient match the float64 reference to 1e-12, for the functional
+    and the module (whose buffers are float64)."""
+    p, fn, make = case(name)
+    cos, target = make_inputs(n=12, seed=5)
+    want = ref_loss(name, cos, target, p)
+    (g_want,) = torch.autograd.grad(want, cos)
+    for got in (fn(cos, target), make()(cos, target)):
+        assert got.dtype == torch.float64
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+        (g_got,) = torch.autograd.grad(got, cos)
+        torch.testing.assert_close(g_got, g_want, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -480,12 +497,12 @@ def test_bad_input_shapes_and_types():
         (lambda x, t: cosface_loss(x, t, scale=0), ValueError, "scale must be > 0"),
         (lambda x, t: ldam_loss(x, t, [5, 0, 1, 1, 1, 1]), ValueError, "class_counts must be > 0"),
         (lambda x, t: ldam_loss(x, t, [5, -2, 1, 1, 1, 1]), ValueError, "class_counts"),
-        (lambda x, t: ldam_loss(x, t, [5, 2, 1]), ValueError, "class_counts has 3 entries but input has 6"),
+        (lambda x, t: ldam_loss(x, t, [5, 2, 1]), ValueError, "class_counts / margins have 3 entries but the input has 6 classes"),
         (lambda x, t: ldam_loss(x, t, COUNTS, max_margin=-0.5), ValueError, "max_margin must be >= 0"),
         (lambda x, t: ldam_loss(x, t), ValueError, "class_counts or margins"),
-        (lambda x, t: ldam_loss(x, t, margins=[0.1] * 5), ValueError, "margins must have one entry"),
+        (lambda x, t: ldam_loss(x, t, margins=[0.1] * 5), ValueError, "margins have 5 entries but the input has 6"),
         (lambda x, t: ldam_loss(x, t, margins=[-0.1] * 6), ValueError, "margins must be >= 0"),
-        (lambda x, t: elm_loss(x, t, [1] * 7), ValueError, "class_counts has 7 entries"),
+        (lambda x, t: elm_loss(x, t, [1] * 7), ValueError, "class_counts / margins have 7 entries"),
         (lambda x, t: elm_loss(x, t, COUNTS, lam=math.nan), ValueError, "lam must be finite"),
         (lambda x, t: elm_loss(x, t, COUNTS, scale=-3.0), ValueError, "scale must be > 0"),
     ],
@@ -514,7 +531,7 @@ def test_bad_arguments_name_the_argument(call, exc, match):
         (lambda: LDAMLoss([]), ValueError, "class_counts must have at least one class"),
         (lambda: LDAMLoss([10, 1], max_margin=-1.0), ValueError, "max_margin must be >= 0"),
         (lambda: LDAMLoss([10, 1], weight=torch.ones(3)), ValueError, "weight must have 2 entries"),
-        (lambda: ELMLoss([10, 1], lam="big"), TypeError, "lam must be a float"),
+        (lambda: ELMLoss([10, 1], lam="big"), TypeError, "lam must be a real number"),
         (lambda: ELMLoss([10, 0]), ValueError, "class_counts must be > 0"),
     ],
 )
@@ -527,7 +544,7 @@ def test_module_checks_against_the_number_of_classes():
     cos, target = make_inputs(ignore=False)
     with pytest.raises(ValueError, match=r"important_classes must be class indices in \[0, 6\)"):
         CAMRILoss([7])(cos, target)
-    with pytest.raises(ValueError, match="margins must have one entry per class"):
+    with pytest.raises(ValueError, match="class_counts / margins have 3 entries but the input has 6"):
         LDAMLoss([5, 4, 3])(cos, target)
     with pytest.raises(ValueError, match="CosineClassifier"):
         ArcFaceLoss()(cos * 3, target)

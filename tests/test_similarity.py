@@ -15,7 +15,7 @@ from classaware.functional.logit import check_similarity
 @pytest.mark.parametrize("c, r", [(1, 0.5), (4, 0.5), (6, 0.9), (5, 0.0)])
 def test_ordinal_matches_definition(c, r):
     s = similarity.ordinal(c, r)
-    assert s.shape == (c, c) and s.dtype == torch.float32
+    assert s.shape == (c, c) and s.dtype == torch.float64
     for i in range(c):
         for j in range(c):
             assert s[i, j].item() == pytest.approx(r ** abs(i - j), rel=1e-6)

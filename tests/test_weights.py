@@ -62,6 +62,19 @@ def test_ldam_margins_hand_computed_and_release_recipe():
     assert ldam_margins([5, 7], max_margin=0.0).tolist() == [0.0, 0.0]
 
 
+def test_dtype_float64_keeps_the_float64_values():
+    counts = [500, 120, 37, 9]
+    n = torch.tensor(counts, dtype=torch.float64)
+    q = n ** -0.25
+    m = ldam_margins(counts, 0.5, dtype=torch.float64)
+    assert m.dtype == torch.float64
+    torch.testing.assert_close(m, 0.5 * q / q.max(), rtol=1e-15, atol=0)
+    w = class_balanced(counts, 0.99, dtype=torch.float64)
+    want = (1 - 0.99) / (1 - 0.99 ** n)
+    torch.testing.assert_close(w, want * 4 / want.sum(), rtol=1e-15, atol=0)
+    assert inverse_frequency(counts, dtype=torch.float64).dtype == torch.float64
+
+
 @pytest.mark.parametrize(
     "counts",
     [[3, 9, 27], (3, 9, 27), np.array([3, 9, 27]), np.array([3.0, 9.0, 27.0]),
@@ -93,7 +106,7 @@ def test_accepts_lists_arrays_and_tensors(counts):
         (lambda: ldam_margins(7), TypeError, "counts must be a sequence"),
         (lambda: class_balanced([5, 3], beta=1.0), ValueError, r"beta must be in \[0, 1\)"),
         (lambda: class_balanced([5, 3], beta=-0.1), ValueError, r"beta must be in \[0, 1\)"),
-        (lambda: class_balanced([5, 3], beta="0.9"), TypeError, "beta must be a float"),
+        (lambda: class_balanced([5, 3], beta="0.9"), TypeError, "beta must be a real number"),
         (lambda: inverse_frequency([5, 3], power=-1.0), ValueError, "power must be >= 0"),
         (lambda: ldam_margins([5, 3], max_margin=-0.5), ValueError, "max_margin must be >= 0"),
         (lambda: ldam_margins([5, 3], max_margin=math.inf), ValueError, "max_margin must be finite"),

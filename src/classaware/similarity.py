@@ -1,8 +1,9 @@
 """Class-similarity matrices for :class:`classaware.losses.SimLoss`.
 
-Each function returns a float32 tensor ``S`` [C, C] with entries in [0, 1] and ones on the
+Each function returns a float64 tensor ``S`` [C, C] with entries in [0, 1] and ones on the
 diagonal: ``S[i, j]`` is how much credit a prediction of class ``j`` earns when the truth is
-``i`` (Kobs et al., 2020).
+``i`` (Kobs et al., 2020).  float64 so that a float64 computation uses S exactly; SimLoss uses
+it in the input's compute dtype (float32 for float32 and half input).
 """
 
 from __future__ import annotations
@@ -56,13 +57,13 @@ def ordinal(num_classes: int, reduction_factor: float) -> Tensor:
     >>> ordinal(3, 0.5)
     tensor([[1.0000, 0.5000, 0.2500],
             [0.5000, 1.0000, 0.5000],
-            [0.2500, 0.5000, 1.0000]])
+            [0.2500, 0.5000, 1.0000]], dtype=torch.float64)
     """
     c = _check_num_classes(num_classes)
     r = _check_fraction(reduction_factor, "reduction_factor", upper_inclusive=False)
     idx = torch.arange(c, dtype=torch.float64)
     dist = (idx[:, None] - idx[None, :]).abs()
-    return torch.pow(torch.tensor(r, dtype=torch.float64), dist).to(torch.float32)
+    return torch.pow(torch.tensor(r, dtype=torch.float64), dist)
 
 
 def from_groups(
@@ -95,7 +96,7 @@ def from_groups(
     >>> from_groups([[0, 2]], 3, within=0.5)
     tensor([[1.0000, 0.0000, 0.5000],
             [0.0000, 1.0000, 0.0000],
-            [0.5000, 0.0000, 1.0000]])
+            [0.5000, 0.0000, 1.0000]], dtype=torch.float64)
     """
     c = _check_num_classes(num_classes)
     w = _check_fraction(within, "within", upper_inclusive=True)
@@ -105,7 +106,7 @@ def from_groups(
         )
     if isinstance(groups, (str, bytes)) or not isinstance(groups, Iterable):
         raise TypeError(f"groups must be an iterable of class-index groups, got {groups!r}")
-    sim = torch.eye(c, dtype=torch.float32)
+    sim = torch.eye(c, dtype=torch.float64)
     seen: dict[int, int] = {}
     for g_idx, group in enumerate(groups):
         if isinstance(group, (str, bytes)) or not isinstance(group, Iterable):
@@ -160,7 +161,7 @@ def from_embeddings(embeddings: Tensor | Sequence[Sequence[float]], lower_bound:
     >>> from_embeddings(torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]), lower_bound=0.5)
     tensor([[1.0000, 0.4142, 0.0000],
             [0.4142, 1.0000, 0.4142],
-            [0.0000, 0.4142, 1.0000]])
+            [0.0000, 0.4142, 1.0000]], dtype=torch.float64)
     """
     if isinstance(lower_bound, bool) or not isinstance(lower_bound, (int, float)):
         raise TypeError(f"lower_bound must be a real number, got {type(lower_bound).__name__}")
@@ -183,4 +184,4 @@ def from_embeddings(embeddings: Tensor | Sequence[Sequence[float]], lower_bound:
     cos = (unit @ unit.T).clamp(-1.0, 1.0)
     sim = ((cos - b) / (1.0 - b)).clamp(0.0, 1.0)
     sim.fill_diagonal_(1.0)
-    return sim.to(torch.float32)
+    return sim

@@ -1,31 +1,29 @@
-"""Argument checks shared by every loss (each loss family applies weight and reduction in its own fused path).
+"""Argument checks shared by every loss, one validator per argument.
 
-Value checks (target range, cosine range) run eagerly on CPU.  On CUDA (or while
-``torch.compile`` traces) they become ``torch._assert_async`` so the training step never
-waits for the host.  ``set_value_checks(False)`` (or ``CLASSAWARE_VALUE_CHECKS=0``) turns the
-value checks off entirely; shape/dtype checks are free and always on.
+Shape and type checks are free and always on.  Value checks (target range, cosine range,
+per-class constants) read a value back to the host: on the eager CPU that is free and they
+raise ``ValueError``; on CUDA, or while ``torch.compile`` traces, they become
+``torch._assert_async`` (a device-side assert: the training step never waits for the host, and
+a failure surfaces as a CUDA error carrying the same message).  ``set_value_checks(False)`` (or
+``CLASSAWARE_VALUE_CHECKS=0``) turns the value checks off.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 REDUCTIONS = ("none", "mean", "sum")
-COSINE_TOLERANCE = 1e-3
-COSINE_MESSAGE = (
-    "input to a margin loss must be cosine similarities in [-1, 1] "
-    "(use classaware.nn.CosineClassifier as the head); got values outside [-1.001, 1.001] "
-    "(or NaN) in a row whose target is not ignore_index"
-)
 
 _VALUE_CHECKS = os.environ.get("CLASSAWARE_VALUE_CHECKS", "1") not in ("0", "false", "False")
 
 
 def set_value_checks(enabled: bool) -> None:
-    """Turn the data-dependent checks (target range, cosine range) on or off globally."""
+    """Turn the data-dependent checks (target range, cosine range, weight values) on or off."""
     global _VALUE_CHECKS
     _VALUE_CHECKS = bool(enabled)
 
@@ -35,24 +33,23 @@ def value_checks_enabled() -> bool:
     return _VALUE_CHECKS
 
 
-def _is_compiling() -> bool:
-    try:
-        return bool(torch.compiler.is_compiling())
-    except AttributeError:  # pragma: no cover - very old torch
-        return False
-
-
 def eager_cpu(t: Tensor) -> bool:
     """True when ``t`` lives on the CPU and no ``torch.compile`` trace is running.
 
     Only then may a check read a value back to the host (``bool(tensor)``) for free.
     """
-    return t.device.type == "cpu" and not _is_compiling()
+    return t.device.type == "cpu" and not torch.compiler.is_compiling()
 
 
-def _check_value(cond: Tensor, device_type: str, message: str) -> None:
-    """Raise ``ValueError(message)`` if ``cond`` (a 0-d bool tensor) is False, without host sync on CUDA."""
-    if device_type != "cpu" or _is_compiling():
+def check_value(cond: Tensor, message: str) -> None:
+    """Raise ``ValueError(message)`` unless the 0-d bool ``cond`` is True (no host sync off the CPU).
+
+    Skipped when the value checks are off.  Off the eager CPU this is the device-side
+    ``torch._assert_async``, the one private torch API the losses use.
+    """
+    if not _VALUE_CHECKS:
+        return
+    if cond.device.type != "cpu" or torch.compiler.is_compiling():
         torch._assert_async(cond, message)
     elif not bool(cond):
         raise ValueError(message)
@@ -65,15 +62,6 @@ def check_reduction(reduction: str) -> str:
     return reduction
 
 
-def check_scale(scale: float) -> float:
-    """Return ``float(scale)`` if it is a finite number > 0; else TypeError / ValueError."""
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
-        raise TypeError(f"scale must be a positive float, got {type(scale).__name__}")
-    if not (scale > 0 and scale < float("inf")):
-        raise ValueError(f"scale must be > 0 and finite, got {scale}")
-    return float(scale)
-
-
 def check_ignore_index(ignore_index: int) -> int:
     """``ignore_index`` must be a Python int (as for ``torch.nn.CrossEntropyLoss``)."""
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
@@ -81,11 +69,60 @@ def check_ignore_index(ignore_index: int) -> int:
     return ignore_index
 
 
-def check_input_target(input: Tensor, target: Tensor, ignore_index: int = -100) -> bool:
-    """Shape, dtype and range checks for ``input`` [N, C] and ``target`` [N] (int64).
+def check_real(
+    value: object, name: str, *, minimum: float | None = None, maximum: float | None = None
+) -> float:
+    """``float(value)`` for a finite real number in ``[minimum, maximum]``; else TypeError / ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    return value
 
-    Returns True when it is known (for free, on the CPU) that no row is ``ignore_index``, so a
-    loss may skip its masking; False otherwise (some row is ignored, or it is not known).
+
+def check_scale(scale: float) -> float:
+    """``float(scale)`` for a finite number > 0; else TypeError / ValueError."""
+    scale = check_real(scale, "scale")
+    if scale <= 0:
+        raise ValueError(f"scale must be > 0 and finite, got {scale}")
+    return scale
+
+
+def check_bool(value: object, name: str) -> bool:
+    """``value`` if it is a bool; else TypeError."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
+def as_float_tensor(value: object, name: str) -> Tensor:
+    """A floating tensor from a tensor or a (nested) sequence of numbers; TypeError otherwise.
+
+    Python numbers become float64, so a float64 computation uses them exactly; every loss casts
+    its per-class constants to the compute dtype at use.
+    """
+    if isinstance(value, Tensor):
+        if not value.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got {value.dtype}")
+        return value
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be a tensor or a sequence of numbers, got {type(value).__name__}")
+    try:
+        return torch.as_tensor(value, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"{name} must hold numbers, got {value!r}") from exc
+
+
+def check_input_target(input: Tensor, target: Tensor, ignore_index: int = -100) -> bool:
+    """Shape, dtype and range checks for ``input`` [N, C] (C >= 2) and ``target`` [N] (int64).
+
+    Returns True when it is known (for free, on the eager CPU) that no row is ``ignore_index``,
+    so a loss may skip its masking; False otherwise (some row is ignored, or it is not known).
     """
     if not isinstance(input, Tensor):
         raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
@@ -103,43 +140,90 @@ def check_input_target(input: Tensor, target: Tensor, ignore_index: int = -100) 
         raise ValueError(
             f"target has batch size {target.shape[0]} but input has {input.shape[0]} rows"
         )
-    if input.shape[1] < 1:
-        raise ValueError("input must have at least one class column")
+    num_classes = input.shape[1]
+    if num_classes < 2:
+        raise ValueError(
+            f"input must have at least 2 classes (columns), got shape {tuple(input.shape)}: "
+            "with one class every loss is 0 and nothing is learned"
+        )
     if target.device != input.device:
         raise ValueError(f"target is on {target.device} but input is on {input.device}")
     check_ignore_index(ignore_index)
-    num_classes = input.shape[1]
     if target.numel() == 0:
         return True
     if eager_cpu(target):
         lo, hi = (int(v) for v in torch.aminmax(target))  # one pass covers the common case
         if lo >= 0 and hi < num_classes:
             return not 0 <= ignore_index < num_classes
-    if _VALUE_CHECKS:
-        ok = ((target >= 0) & (target < num_classes)) | (target == ignore_index)
-        _check_value(
-            ok.all(),
-            target.device.type,
-            f"target must hold class indices in [0, {num_classes}) or ignore_index={ignore_index}",
-        )
+    ok = ((target >= 0) & (target < num_classes)) | (target == ignore_index)
+    check_value(
+        ok.all(),
+        f"target must hold class indices in [0, {num_classes}) or ignore_index={ignore_index}",
+    )
     return False
 
 
-def check_weight(weight: Tensor | None, num_classes: int | None = None) -> Tensor | None:
-    """Validate a per-class ``weight`` (None, or 1-D with ``num_classes`` entries) and return it as a tensor."""
+def check_weight(weight: Tensor | Sequence[float] | None, num_classes: int | None = None) -> Tensor | None:
+    """Validate a per-class ``weight``: None, or 1-D, ``num_classes`` entries, finite, >= 0, not all 0.
+
+    A sequence becomes a float64 tensor.  The values are checked as the other value checks are
+    (host-free off the CPU; skipped with ``set_value_checks(False)``).
+    """
     if weight is None:
         return None
-    if not isinstance(weight, Tensor):
-        try:
-            weight = torch.as_tensor(weight, dtype=torch.float32)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise TypeError(
-                f"weight must be a 1-D per-class tensor of floats, got {type(weight).__name__}"
-            ) from exc
-    if not weight.is_floating_point():
-        raise TypeError(f"weight must be a floating-point tensor, got {weight.dtype}")
+    weight = as_float_tensor(weight, "weight")
     if weight.dim() != 1:
         raise ValueError(f"weight must be a 1-D per-class tensor, got shape {tuple(weight.shape)}")
     if num_classes is not None and weight.shape[0] != num_classes:
         raise ValueError(f"weight must have {num_classes} entries (one per class), got {weight.shape[0]}")
+    if weight.numel() > 0:
+        lo, hi = torch.aminmax(weight.detach())  # NaN propagates, so it fails both tests
+        check_value(
+            (lo >= 0) & (hi > 0) & (hi < math.inf),
+            "weight must be finite and >= 0 with at least one entry > 0 (a negative, NaN or "
+            "infinite class weight, or all zeros, has no weighted mean)",
+        )
     return weight
+
+
+def check_counts(counts: object, name: str = "counts", num_classes: int | None = None) -> Tensor:
+    """Per-class training counts (a sequence, NumPy array or tensor) as a float64 CPU tensor.
+
+    TypeError for a non-numeric container; ValueError for anything not 1-D, an empty sequence,
+    a count that is zero, negative or not finite, or (given ``num_classes``) the wrong length.
+    """
+    if isinstance(counts, Tensor):
+        if counts.dtype == torch.bool or counts.is_complex():
+            raise TypeError(f"{name} must hold real numbers (one count per class), got {counts.dtype}")
+        t = counts.detach().to("cpu", torch.float64)
+    else:
+        if isinstance(counts, (str, bytes)) or not hasattr(counts, "__len__"):
+            raise TypeError(
+                f"{name} must be a sequence, NumPy array or tensor of per-class counts, "
+                f"got {type(counts).__name__}"
+            )
+        try:
+            t = torch.as_tensor(counts)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(f"{name} must hold real numbers (one count per class), got {counts!r}") from exc
+        if t.dtype == torch.bool or not (t.is_floating_point() or t.dtype in _INT_DTYPES):
+            raise TypeError(f"{name} must hold real numbers (one count per class), got {t.dtype}")
+        t = t.to(torch.float64)
+    if t.dim() != 1:
+        raise ValueError(f"{name} must be 1-D (one count per class), got shape {tuple(t.shape)}")
+    if t.numel() == 0:
+        raise ValueError(f"{name} must have at least one class, got an empty sequence")
+    if num_classes is not None and t.numel() != num_classes:
+        raise ValueError(f"{name} has {t.numel()} entries but the input has {num_classes} classes")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} must be finite, got {t.tolist()}")
+    if not bool((t > 0).all()):
+        bad = [i for i, v in enumerate(t.tolist()) if v <= 0]
+        raise ValueError(
+            f"{name} must be > 0 for every class (a class with no training sample has no "
+            f"weight, margin or prior); got {t.tolist()} (non-positive at class indices {bad})"
+        )
+    return t
+
+
+_INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)

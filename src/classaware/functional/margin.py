@@ -16,21 +16,16 @@ LDAM       :math:`\cos\theta_y - \Delta_y`, :math:`\Delta_y \propto n_y^{-1/4}`
 ELM        :math:`\cos\theta_y - \Delta_y - \lambda\Delta_{\hat\jmath}`
 =========  =====================================================================
 
-Implementation: one ``torch.autograd.Function`` computes the reduced loss with one scaled
-copy of the input and one ``log_softmax``; its backward is the analytic
-``s·(softmax − one-hot)`` (log_softmax's own backward kernel) with the chain rule applied to
-the target column only.  No ``arccos`` of the matrix, no one-hot matrix: the margin math
-touches ``N`` numbers (in NumPy on the eager CPU path, where a torch call on ``N`` numbers
-costs more than the arithmetic; in torch on CUDA and under ``torch.compile``, without host
-synchronisation).  The input is used in float32 when it is float16/bfloat16 (the loss is
-returned in float32, the gradient in the input's dtype) and in float64 when it is float64.
-Double backward (``create_graph=True``) is not supported.
+Each loss reads as that recipe: gather the target cosine, form :math:`\psi`, write
+:math:`s\psi` into :math:`s\cos` (by adding :math:`s(\psi - \cos\theta_y)` at the target),
+cross entropy (:func:`_margin_ce`); autograd differentiates it.  :math:`\cos(\theta + m)`
+is :math:`\cos\theta\cos m - \sin\theta\sin m` (no arccos).  float16/bfloat16 input is
+computed in float32 (the loss is float32, the gradient in the input's dtype); float64 input,
+with every margin, in float64.
 
 Cosine range check: values outside ``[-1.001, 1.001]`` (or NaN) in a row that is not ignored
-raise ValueError pointing to CosineClassifier.  On the eager CPU path this costs one ``min``
-over the matrix; the upper bound is read off the softmax normaliser (``max_j z_j <=
-logsumexp_j z_j``) with an element-wise look at the few rows where that is not conclusive.
-On CUDA / under compile it is ``torch._assert_async`` (no host sync).
+raise ValueError pointing to CosineClassifier (one ``aminmax`` pass; on CUDA and under
+``torch.compile`` a device-side assert, no host sync).
 ``classaware.functional.set_value_checks(False)`` turns it off.
 
 Common keyword arguments: ``weight`` (per-class, ``torch.nn.CrossEntropyLoss``'s rule: the
@@ -41,451 +36,144 @@ inf/NaN; an all-ignored batch gives 0 under ``"mean"``).
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 
+from classaware import weights as _weights
+from classaware.functional._ce import Prepared, cross_entropy, prepare
 from classaware.functional._checks import (
-    COSINE_MESSAGE,
-    COSINE_TOLERANCE,
-    _check_value,
-    check_input_target,
-    check_reduction,
+    as_float_tensor,
+    check_bool,
+    check_counts,
+    check_real,
     check_scale,
-    check_weight,
-    eager_cpu,
+    check_value,
     value_checks_enabled,
 )
-from classaware.weights import as_counts, ldam_margins
 
 __all__ = ["arcface_loss", "camri_loss", "cosface_loss", "elm_loss", "ldam_loss"]
 
-# How the target logit is formed (see _target_logit).
-_ADDITIVE = "additive"  # psi(c) = c - shift
-_ANGULAR = "angular"  # psi(c) = cos(theta + m)
-_ARCFACE = "arcface"  # cos(theta + m) where theta + m <= pi, else c - m sin m
-_ARCFACE_EASY = "arcface_easy"  # cos(theta + m) where c > 0, else c
+COSINE_TOLERANCE = 1e-3
+COSINE_MESSAGE = (
+    "input to a margin loss must be cosine similarities in [-1, 1] "
+    "(use classaware.nn.CosineClassifier as the head); got values outside [-1.001, 1.001] "
+    "(or NaN) in a row whose target is not ignore_index"
+)
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def _sin_floor(dtype: torch.dtype | np.dtype) -> float:
-    # d sin(theta)/d cos(theta) = -cos/sin is infinite at cos = +-1; the backward uses
-    # sin(theta) >= sqrt(eps) there, i.e. the derivative at the nearest representable angle.
-    eps = torch.finfo(dtype).eps if isinstance(dtype, torch.dtype) else np.finfo(dtype).eps
-    return math.sqrt(float(eps))
-
-
-def _angular(c, m, kind: str, scale: float, xp):  # noqa: ANN001 - torch or numpy arrays
-    """Target logit ``s·psi(c)`` and its derivative ``s·psi'(c)`` for the angular margins.
-
-    ``xp`` is ``torch`` or ``numpy``: the same formulas run on tensors (CUDA, compile) or on
-    NumPy views of CPU tensors (eager CPU: a NumPy ufunc on N numbers costs far less than a
-    torch op).  ``m`` is a float or a per-sample array.  ``c`` is within the checked range
-    ``[-1.001, 1.001]``; ``sin(theta)`` is taken of ``max(1 - c^2, 0)``.
-    """
-    if isinstance(m, float):
-        cos_m, sin_m = math.cos(m), math.sin(m)
-    else:
-        cos_m, sin_m = xp.cos(m), xp.sin(m)
-    s_cos_m, s_sin_m = cos_m * scale, sin_m * scale
-    numpy = xp is np
-    one_minus = 1.0 - c * c
-    sin_t = xp.sqrt(xp.maximum(one_minus, 0.0) if numpy else one_minus.clamp_min(0.0))
-    # s cos(theta + m) = s (cos(theta) cos(m) - sin(theta) sin(m)); with m = 0 this is s·c
-    # exactly, i.e. cross entropy on s·cos
-    t = c * s_cos_m - sin_t * s_sin_m
-    floor = _sin_floor(c.dtype)
-    d = c * s_sin_m / (xp.maximum(sin_t, floor) if numpy else sin_t.clamp_min(floor)) + s_cos_m
-    if kind == _ARCFACE:
-        # insightface: th = cos(pi - m) = -cos(m), mm = sin(pi - m) * m = m sin(m)
-        keep = c > -cos_m
-        if not numpy or not keep.all():
-            t = xp.where(keep, t, (c - m * sin_m) * scale)
-            d = xp.where(keep, d, scale)
-    elif kind == _ARCFACE_EASY:
-        keep = c > 0
-        t = xp.where(keep, t, c * scale)
-        d = xp.where(keep, d, scale)
-    return t, d
-
-
-class _MarginCrossEntropy(torch.autograd.Function):
-    """Reduced cross entropy over ``s·cos`` with a margin on the target column.
-
-    forward(cosine [N, C], target [N], m, opts) -> the reduced loss, in the compute dtype,
-    ``opts = (scale, kind, extra_margins, lam, weight, reduction, ignore_index, all_valid,
-    check)``.  ``m`` is a float or a per-class tensor [C]: the shift (additive) or the angle
-    (angular).  ``extra_margins`` is ELM's Delta [C]: the target logit also loses
-    ``lam·Delta[j_hat]``.  ``all_valid`` says that no target is ``ignore_index``.
-
-    The backward is analytic: ``s·(softmax − onehot)`` times the per-sample upstream gradient
-    (log_softmax's own backward kernel, the scale folded into its input), with the chain rule
-    through the margin applied to the target column only.  On the eager CPU path the
-    per-sample arithmetic (N numbers) runs in NumPy on views of the tensors; elsewhere
-    (CUDA, torch.compile) it is the same arithmetic in torch, without host synchronisation.
-    """
-
-    @staticmethod
-    def forward(ctx, cosine: Tensor, target: Tensor, m: Tensor | float, opts: tuple) -> Tensor:  # type: ignore[override]
-        scale, kind, extra, lam, weight, reduction, ignore_index, all_valid, check = opts
-        cd = _compute_dtype(cosine.dtype)
-        n = cosine.shape[0]
-        ctx.scale, ctx.in_dtype, ctx.reduction = scale, cosine.dtype, reduction
-        # z = s * cos in the compute dtype: one pass, a fresh tensor we may overwrite
-        z = torch.mul(cosine, scale) if cosine.dtype == cd else cosine.to(cd).mul_(scale)
-        if eager_cpu(cosine):
-            ctx.numpy = True
-            return _forward_numpy(ctx, cosine, target, z, m, scale, kind, extra, lam, weight,
-                                  reduction, ignore_index, all_valid, check)
-        ctx.numpy = False
-        # torch path (CUDA, torch.compile): elementwise selects with a one-hot mask instead of
-        # scatter into [N, C] buffers (inductor fuses them; an in-place scatter on a buffer that
-        # a fused sum also reads was reordered after that read by inductor in torch 2.13)
-        valid = target != ignore_index
-        tgt = torch.where(valid, target, 0)
-        idx = tgt[:, None]
-        onehot = _onehot(idx, z.shape[1])
-        # ignored rows may hold inf/NaN: zero them so nothing non-finite reaches the softmax
-        z = z.masked_fill(~valid[:, None], 0.0)
-        if check and n > 0:
-            bound = scale * (1.0 + COSINE_TOLERANCE)
-            _check_value(
-                (z.amin() >= -bound) & (z.amax() <= bound), cosine.device.type, COSINE_MESSAGE
-            )
-        c = torch.where(valid, cosine.gather(1, idx).squeeze(1).to(cd), 0.0)
-        if isinstance(m, Tensor):
-            m = m.to(cd)[tgt]
-        d = None  # d t / d c; None means s (the plain softmax gradient is then right)
-        if kind == _ADDITIVE:
-            if extra is not None and z.shape[1] > 1 and n > 0:
-                j_hat = z.masked_fill(onehot, float("-inf")).argmax(1)
-                m = extra.to(cd)[j_hat].mul_(lam).add_(m)
-            t = torch.sub(c, m).mul_(scale)
-        else:
-            t, d = _angular(c, m, kind, scale, torch)
-        z = torch.where(onehot, t[:, None], z)
-        logp = torch.log_softmax(z, 1)
-        lp_y = logp.gather(1, idx).squeeze(1)
-        # per-sample factor of the loss: weight[y], 0 on ignored rows, / the mean's denominator
-        coef = valid.to(cd) if weight is None else torch.where(valid, weight.to(cd)[tgt], 0.0)
-        if reduction == "none":
-            loss = -(lp_y * coef)
-        elif reduction == "sum":
-            loss = -torch.dot(lp_y, coef)
-        else:
-            denom = coef.sum()
-            coef = coef / torch.where(denom != 0, denom, 1.0)
-            loss = -torch.dot(lp_y, coef)
-        ctx.save_for_backward(logp, idx, coef, None if d is None else torch.expm1(lp_y) * d)
-        return loss
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        if ctx.numpy:
-            gz = _backward_numpy(ctx, grad)
-        else:
-            logp, idx, coef, e = ctx.saved_tensors
-            g = grad.to(logp.dtype) * coef  # per-sample d loss / d(-log p_y)
-            onehot = _onehot(idx, logp.shape[1])
-            # d loss / d z = g (p - onehot) = log_softmax backward of -g*s at the target
-            go = torch.where(onehot, (g * -ctx.scale)[:, None], 0.0)
-            gz = torch._log_softmax_backward_data(go, logp, 1, logp.dtype)
-            if e is not None:  # chain rule through the margin, target column only
-                gz = torch.where(onehot, (e * g)[:, None], gz)
-        if gz.dtype != ctx.in_dtype:
-            gz = gz.to(ctx.in_dtype)
-        return gz, None, None, None
-
-
-def _onehot(idx: Tensor, num_classes: int) -> Tensor:
-    """Boolean [N, C] mask of the target column (torch path)."""
-    return idx == torch.arange(num_classes, device=idx.device)
-
-
-@functools.lru_cache(maxsize=64)
-def _row_starts(n: int, num_classes: int) -> np.ndarray:
-    starts = np.arange(n, dtype=np.int64) * num_classes
-    starts.flags.writeable = False
-    return starts
-
-
-def _as_numpy(t: Tensor, dtype: torch.dtype) -> np.ndarray:
-    if t.dtype != dtype or t.requires_grad or t.device.type != "cpu":
-        t = t.detach().to("cpu", dtype)
-    return t.numpy()
-
-
-def _forward_numpy(ctx, cosine, target, z, m, scale, kind, extra, lam, weight, reduction,
-                   ignore_index, all_valid, check) -> Tensor:  # noqa: ANN001
-    """Eager-CPU forward: [N, C] work in torch, the per-sample work in NumPy on views."""
-    n, num_classes = z.shape
-    zn = z.numpy()
-    npd = zn.dtype
-    tn = target.numpy()
-    if all_valid:
-        valid, tg = None, tn
-    else:
-        valid = tn != ignore_index
-        tg = np.where(valid, tn, 0)
-        if not valid.all():
-            zn[~valid] = 0.0  # ignored rows may hold inf/NaN
-    check = check and n > 0
-    bound = scale * (1.0 + COSINE_TOLERANCE)
-    # The upper bound is read off the softmax normaliser below when it is informative
-    # (max_j z_j <= logsumexp_j z_j), which saves a pass over [N, C]; see _check_upper.
-    late_upper = check and bound >= 2.0 * math.log(num_classes)
-    if check:
-        if not zn.min() >= -bound:  # NaN compares False
-            raise ValueError(COSINE_MESSAGE)
-        if not late_upper and not zn.max() <= bound:
-            raise ValueError(COSINE_MESSAGE)
-    flat = _row_starts(n, num_classes) + tg  # flat index of each row's target entry
-    if cosine.dtype == z.dtype:
-        c = cosine.detach().numpy().reshape(-1)[flat]
-    else:  # half input: the target cosines from z (the float32 value, within one rounding)
-        c = zn.reshape(-1)[flat] / scale
-    if valid is not None:
-        c = np.where(valid, c, 0.0).astype(npd)
-    if late_upper and not c.max() <= 1.0 + COSINE_TOLERANCE:
-        raise ValueError(COSINE_MESSAGE)
-    if isinstance(m, Tensor):
-        m = _as_numpy(m, z.dtype)[tg]
-    e = None
-    if kind == _ADDITIVE:
-        if extra is not None and num_classes > 1 and n > 0:
-            zn.reshape(-1)[flat] = -np.inf
-            # NumPy's argmax is SIMD-vectorised (torch's row argmax on the CPU is scalar);
-            # both return the first index of the maximum (ties: lowest index)
-            j_hat = np.argmax(zn, axis=1)
-            m = m + lam * _as_numpy(extra, z.dtype)[j_hat]
-        t = (c - m) * scale
-    else:
-        t, d = _angular(c, m, kind, scale, np)
-    zn.reshape(-1)[flat] = t
-    # in place: one [N, C] buffer fewer to allocate and to pull through the cache (the CPU
-    # kernel reads each row before writing it)
-    logp = torch.log_softmax(z, 1, out=z)
-    lp_y = logp.numpy().reshape(-1)[flat]
-    if late_upper:
-        _check_upper(logp.numpy(), t - lp_y, valid, c, tg, scale, bound)
-    if kind != _ADDITIVE:
-        e = np.expm1(lp_y) * d
-    if weight is not None:
-        coef = _as_numpy(weight, z.dtype)[tg]
-        if valid is not None:
-            coef = np.where(valid, coef, 0.0).astype(npd)
-    elif valid is not None:
-        coef = valid.astype(npd)
-    else:
-        coef = None
-    if reduction == "none":
-        out = -lp_y if coef is None else -(lp_y * coef)
-        loss = torch.from_numpy(np.ascontiguousarray(out, dtype=npd))
-    else:
-        total = lp_y.sum(dtype=np.float64) if coef is None else np.dot(lp_y, coef)
-        if reduction == "mean":
-            denom = n if coef is None else float(coef.sum(dtype=np.float64))
-            denom = denom if denom != 0 else 1.0
-            total = total / denom
-            coef = (1.0 / denom) if coef is None else coef / denom
-        loss = torch.from_numpy(np.asarray(-total, dtype=npd))
-    ctx.save_for_backward(logp)
-    ctx.flat, ctx.coef, ctx.e = flat, coef, e
-    return loss
-
-
-def _check_upper(logp, lse, valid, c, tg, scale, bound) -> None:  # noqa: ANN001
-    """Raise unless every non-target ``z_ij <= bound``, from ``lse_i = t_i - log p_iy``.
-
-    ``z_ij = log p_ij + lse_i <= lse_i``, so a row whose normaliser is within the bound needs
-    no look; the few rows that are not (or are NaN) are rebuilt and checked element-wise.
-    """
-    if lse.max() <= bound:  # the common case: one call (NaN compares False)
-        return
-    over = ~(lse <= bound)
-    if valid is not None:
-        over &= valid
-    if over.any():
-        rows = np.flatnonzero(over)
-        z_rows = logp[rows] + lse[rows, None]
-        z_rows[np.arange(rows.shape[0]), tg[rows]] = c[rows] * scale  # the target's own cosine
-        if not z_rows.max() <= bound:
-            raise ValueError(COSINE_MESSAGE)
-
-
-def _backward_numpy(ctx, grad: Tensor) -> Tensor:
-    (logp,) = ctx.saved_tensors
-    if ctx.reduction == "none":
-        g = grad.detach().to(logp.dtype).contiguous().numpy()
-    else:
-        g = float(grad)
-    if ctx.coef is not None:
-        g = g * ctx.coef  # per-sample d loss / d(-log p_y)
-    go = torch.zeros_like(logp)
-    # d loss / d z = g (p - onehot) = log_softmax backward of -g*s at the target
-    go.numpy().reshape(-1)[ctx.flat] = np.multiply(g, -ctx.scale)
-    gz = torch._log_softmax_backward_data(go, logp, 1, logp.dtype, out=go)
-    if ctx.e is not None:  # chain rule through the margin, target column only
-        gz.numpy().reshape(-1)[ctx.flat] = ctx.e * g
-    return gz
-
-
-def _margin_ce(
-    cosine: Tensor,
-    target: Tensor,
-    m: Tensor | float,
-    scale: float,
-    kind: str,
-    *,
-    weight: Tensor | None,
-    reduction: str,
-    ignore_index: int,
-    all_valid: bool,
-    extra_margins: Tensor | None = None,
-    lam: float = 0.0,
-) -> Tensor:
-    """Shared tail: ``m`` is a float or a per-class tensor [C]."""
-    if weight is not None and weight.device != cosine.device:
-        weight = weight.to(cosine.device)
-    opts = (scale, kind, extra_margins, lam, weight, reduction, ignore_index, all_valid,
-            value_checks_enabled())
-    return _MarginCrossEntropy.apply(cosine, target, m, opts)
-
-
-def _common(
+def _prepare_cosines(
     cosine: Tensor,
     target: Tensor,
     scale: float,
-    weight: Tensor | None,
+    weight: Tensor | Sequence[float] | None,
     reduction: str,
     ignore_index: int,
-) -> tuple[float, Tensor | None]:
-    all_valid = check_input_target(cosine, target, ignore_index)
-    check_reduction(reduction)
-    scale = check_scale(scale)
-    weight = check_weight(weight, cosine.shape[1])
-    return scale, weight, all_valid
+) -> tuple[Prepared, Tensor]:
+    """Validate (cosine range included) and gather the target cosines ``cos θ_y`` [N]."""
+    check_scale(scale)
+    prep = prepare(cosine, target, weight, reduction, ignore_index)
+    if value_checks_enabled() and prep.x.numel() > 0:
+        lo, hi = torch.aminmax(prep.x.detach())  # ignored rows are zeros; NaN fails both tests
+        check_value((lo >= -1 - COSINE_TOLERANCE) & (hi <= 1 + COSINE_TOLERANCE), COSINE_MESSAGE)
+    return prep, prep.x.gather(1, prep.target[:, None]).squeeze(1)
 
 
-def _check_margin_value(margin: float, name: str = "margin", upper: float | None = None) -> float:
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)):
-        raise TypeError(f"{name} must be a float, got {type(margin).__name__}")
-    margin = float(margin)
-    if not math.isfinite(margin) or margin < 0:
-        raise ValueError(f"{name} must be >= 0 (and finite), got {margin}")
-    if upper is not None and margin > upper:
-        raise ValueError(f"{name} must be an angle in [0, pi] radians, got {margin}")
+def _margin_ce(prep: Prepared, shift: float | Tensor, scale: float) -> Tensor:
+    """Cross entropy over ``z = s·cos`` with ``z_y = s·(cos θ_y + shift) = s·psi``.
+
+    ``shift = psi - cos θ_y`` [N] (or a float) is added in place at the target column: no copy
+    of ``z``, and an additive margin (a shift that does not depend on ``cos θ_y``) costs no
+    gradient path of its own.
+    """
+    if not isinstance(shift, Tensor):
+        shift = prep.x.new_full(prep.target.shape, shift)
+    z = (prep.x * scale).scatter_add_(1, prep.target[:, None], (shift * scale)[:, None])
+    return cross_entropy(z, prep)
+
+
+def _sin_theta(c: Tensor) -> Tensor:
+    r"""``sin θ = sqrt(1 - c²)`` for ``c = cos θ``, with a finite gradient at ``c = ±1``.
+
+    The derivative ``-c / sin θ`` is infinite at ``c = ±1``; the gradient uses
+    ``max(sin θ, sqrt(eps))`` there (the slope at the nearest representable angle) while the
+    value stays exact: ``u - u.detach()`` is 0 in value and carries ``du`` in the backward.
+    """
+    u = 1 - c * c
+    sin = u.clamp_min(0).sqrt().detach()
+    floor = math.sqrt(torch.finfo(c.dtype).eps)
+    return sin + (u - u.detach()) / (2 * sin.clamp_min(floor))
+
+
+def _cos_plus(c: Tensor, m: float | Tensor) -> Tensor:
+    """``cos(θ + m) = cos θ cos m - sin θ sin m`` for ``c = cos θ`` (``m = 0`` gives ``c``)."""
+    cos_m, sin_m = (math.cos(m), math.sin(m)) if isinstance(m, float) else (m.cos(), m.sin())
+    return c * cos_m - _sin_theta(c) * sin_m
+
+
+def check_margin(margin: float, *, angle: bool = False) -> float:
+    """A margin ``>= 0`` (finite); an angle (``angle=True``) must also be ``<= pi``."""
+    margin = check_real(margin, "margin", minimum=0.0)
+    if angle and margin > math.pi:
+        raise ValueError(f"margin must be an angle in [0, pi] radians, got {margin}")
     return margin
 
 
-def _check_lam(lam: float) -> float:
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)):
-        raise TypeError(f"lam must be a float, got {type(lam).__name__}")
-    if not math.isfinite(lam):
-        raise ValueError(f"lam must be finite, got {lam}")
-    return float(lam)
-
-
-def check_important_classes(
-    important_classes: Sequence[int] | Tensor, num_classes: int | None = None
-) -> list[int] | Tensor:
-    """Validate CAMRI's important class indices (distinct, in ``[0, num_classes)``).
-
-    A sequence is checked on the host and returned as a list of ints; a tensor (the module's
-    buffer) is checked without a host sync on CUDA and returned as is.
-    """
+def check_important_classes(important_classes: Sequence[int] | Tensor) -> list[int]:
+    """CAMRI's important classes: distinct class indices >= 0 (a tensor is read to the host)."""
     if isinstance(important_classes, Tensor):
-        imp = important_classes
-        if imp.dim() != 1 or imp.is_floating_point() or imp.dtype == torch.bool:
+        if important_classes.dim() != 1 or important_classes.is_floating_point():
             raise TypeError(
                 "important_classes must be a 1-D sequence of class indices (ints), got a "
-                f"{imp.dtype} tensor of shape {tuple(imp.shape)}"
+                f"{important_classes.dtype} tensor of shape {tuple(important_classes.shape)}"
             )
-        if value_checks_enabled() and imp.numel() > 0 and num_classes is not None:
-            _check_value(
-                (imp.amin() >= 0) & (imp.amax() < num_classes),
-                imp.device.type,
-                f"important_classes must be class indices in [0, {num_classes})",
-            )
-            if imp.numel() > 1:
-                s = imp.sort().values
-                _check_value(
-                    (s[1:] != s[:-1]).all(),
-                    imp.device.type,
-                    "important_classes must not repeat a class",
-                )
-        return imp
-    if isinstance(important_classes, (str, bytes)) or not isinstance(
-        important_classes, Sequence
-    ):
+        important_classes = important_classes.tolist()
+    if isinstance(important_classes, (str, bytes)) or not isinstance(important_classes, Sequence):
         raise TypeError(
             "important_classes must be a sequence of class indices (ints), got "
             f"{type(important_classes).__name__}"
         )
-    out: list[int] = []
+    index: list[int] = []
     for k in important_classes:
-        if isinstance(k, bool) or not isinstance(k, int):
-            try:
-                import numpy as np
-
-                if isinstance(k, np.integer):
-                    k = int(k)
-                else:
-                    raise TypeError
-            except TypeError:
-                raise TypeError(
-                    "important_classes must hold class indices (ints); class names are converted "
-                    f"by the trainer, got {k!r}"
-                ) from None
-        if k < 0 or (num_classes is not None and k >= num_classes):
-            bound = f"[0, {num_classes})" if num_classes is not None else ">= 0"
-            raise ValueError(f"important_classes must be class indices in {bound}, got {k}")
-        if k in out:
+        if isinstance(k, bool) or not hasattr(k, "__index__"):
+            raise TypeError(
+                "important_classes must hold class indices (ints); class names are converted "
+                f"by the trainer, got {k!r}"
+            )
+        k = int(k)
+        if k < 0:
+            raise ValueError(f"important_classes must be class indices >= 0, got {k}")
+        if k in index:
             raise ValueError(f"important_classes must not repeat a class, got {k} twice")
-        out.append(k)
-    return out
+        index.append(k)
+    return index
 
 
-def check_camri_margin(
-    margin: float | Sequence[float] | Tensor, num_important: int
-) -> float | list[float] | Tensor:
-    """Validate CAMRI's margin: one angle >= 0, or one per important class."""
+def check_camri_margin(margin: float | Sequence[float] | Tensor, num_important: int) -> list[float]:
+    """CAMRI's margin: one angle in ``[0, pi]`` for every important class, or one per class."""
     if isinstance(margin, Tensor):
-        if margin.dim() == 0:
-            margin = float(margin)
-        else:
-            if margin.dim() != 1 or margin.shape[0] != num_important:
-                raise ValueError(
-                    "margin must be one float or one per important class "
-                    f"({num_important}), got shape {tuple(margin.shape)}"
-                )
-            if value_checks_enabled() and margin.numel() > 0:
-                _check_value(
-                    ((margin >= 0) & (margin <= math.pi)).all(),
-                    margin.device.type,
-                    "margin must be angles in [0, pi] radians (>= 0)",
-                )
-            return margin
+        margin = margin.tolist()
     if isinstance(margin, (int, float)) and not isinstance(margin, bool):
-        return _check_margin_value(margin, "margin", math.pi)
+        margin = [margin] * num_important
     if isinstance(margin, (str, bytes)) or not isinstance(margin, Sequence):
-        raise TypeError(
-            f"margin must be a float or a sequence of floats, got {type(margin).__name__}"
-        )
+        raise TypeError(f"margin must be a float or a sequence of floats, got {type(margin).__name__}")
     if len(margin) != num_important:
         raise ValueError(
             f"margin has {len(margin)} entries but there are {num_important} important classes "
             "(give one float, or one margin per important class)"
         )
-    return [_check_margin_value(v, "margin", math.pi) for v in margin]
+    return [check_margin(m, angle=True) for m in margin]
+
+
+def check_camri(
+    important_classes: Sequence[int] | Tensor, margin: float | Sequence[float] | Tensor
+) -> tuple[Tensor, Tensor]:
+    """CAMRI's important classes and margins as int64 ``[K]`` and float64 ``[K]`` CPU tensors."""
+    index = check_important_classes(important_classes)
+    margins = check_camri_margin(margin, len(index))
+    return torch.tensor(index, dtype=torch.int64), torch.tensor(margins, dtype=torch.float64)
 
 
 def camri_loss(
@@ -546,57 +234,23 @@ def camri_loss(
     >>> round(camri_loss(cos, torch.tensor([0, 1]), important_classes=[1]).item(), 4)
     0.2698
     """
-    scale, weight, all_valid = _common(cosine, target, scale, weight, reduction, ignore_index)
-    num_classes = cosine.shape[1]
-    imp = check_important_classes(important_classes, num_classes)
-    k = imp.shape[0] if isinstance(imp, Tensor) else len(imp)
-    margin = check_camri_margin(margin, k)
-    if k > 0:
-        idx = imp if isinstance(imp, Tensor) else torch.tensor(imp, dtype=torch.int64)
-        if not isinstance(margin, Tensor):
-            margin = torch.as_tensor(margin, dtype=torch.float32).expand(k)
-    else:
-        idx, margin = None, None
-    per_class = camri_margins(idx, margin, num_classes, cosine)
-    return _margin_ce(
-        cosine, target, per_class, scale, _ANGULAR,
-        weight=weight, reduction=reduction, ignore_index=ignore_index, all_valid=all_valid,
-    )
+    index, margins = check_camri(important_classes, margin)
+    return _camri(cosine, target, index, margins, scale,
+                  weight=weight, reduction=reduction, ignore_index=ignore_index)
 
 
-def camri_margins(
-    important_classes: Tensor | None, margin: Tensor | None, num_classes: int, like: Tensor
+def _camri(
+    cosine: Tensor, target: Tensor, index: Tensor, margins: Tensor, scale: float, *,
+    weight: Tensor | None, reduction: str, ignore_index: int,
 ) -> Tensor:
-    """Per-class margin vector ``[C]`` (0 for the classes that are not important).
-
-    ``important_classes`` [K] int64 and ``margin`` [K] must already be validated.
-    """
-    per_class = torch.zeros(num_classes, dtype=_compute_dtype(like.dtype), device=like.device)
-    if important_classes is not None and important_classes.numel() > 0:
-        per_class.index_copy_(
-            0,
-            important_classes.to(device=like.device, dtype=torch.int64),
-            margin.to(device=like.device, dtype=per_class.dtype),  # type: ignore[union-attr]
-        )
-    return per_class
-
-
-def camri_from_margins(
-    cosine: Tensor,
-    target: Tensor,
-    per_class_margin: Tensor,
-    scale: float,
-    *,
-    weight: Tensor | None,
-    reduction: str,
-    ignore_index: int,
-) -> Tensor:
-    """:func:`camri_loss` from an already-built per-class margin vector (used by CAMRILoss)."""
-    scale, weight, all_valid = _common(cosine, target, scale, weight, reduction, ignore_index)
-    return _margin_ce(
-        cosine, target, per_class_margin, scale, _ANGULAR,
-        weight=weight, reduction=reduction, ignore_index=ignore_index, all_valid=all_valid,
-    )
+    """:func:`camri_loss` from validated ``index`` int64 [K] and ``margins`` [K] (CAMRILoss's buffers)."""
+    prep, c = _prepare_cosines(cosine, target, scale, weight, reduction, ignore_index)
+    x, num_classes = prep.x, prep.x.shape[1]
+    if index.numel() > 0:
+        check_value(index.amax() < num_classes,
+                    f"important_classes must be class indices in [0, {num_classes})")
+    per_class = x.new_zeros(num_classes).index_copy(0, index.to(x.device), margins.to(x))
+    return _margin_ce(prep, _cos_plus(c, per_class[prep.target]) - c, scale)
 
 
 def arcface_loss(
@@ -647,15 +301,15 @@ def arcface_loss(
     >>> round(arcface_loss(cos, torch.tensor([0, 1])).item(), 4)
     8.8449
     """
-    scale, weight, all_valid = _common(cosine, target, scale, weight, reduction, ignore_index)
-    margin = _check_margin_value(margin, "margin", math.pi)
-    if not isinstance(easy_margin, bool):
-        raise TypeError(f"easy_margin must be a bool, got {type(easy_margin).__name__}")
-    kind = _ARCFACE_EASY if easy_margin else _ARCFACE
-    return _margin_ce(
-        cosine, target, margin, scale, kind,
-        weight=weight, reduction=reduction, ignore_index=ignore_index, all_valid=all_valid,
-    )
+    m = check_margin(margin, angle=True)
+    check_bool(easy_margin, "easy_margin")
+    prep, c = _prepare_cosines(cosine, target, scale, weight, reduction, ignore_index)
+    psi = _cos_plus(c, m)
+    if easy_margin:
+        psi = torch.where(c > 0, psi, c)
+    else:  # theta + m > pi  <=>  c <= cos(pi - m) = -cos(m)
+        psi = torch.where(c > -math.cos(m), psi, c - m * math.sin(m))
+    return _margin_ce(prep, psi - c, scale)
 
 
 def cosface_loss(
@@ -698,70 +352,44 @@ def cosface_loss(
     >>> round(cosface_loss(cos, torch.tensor([0, 1])).item(), 4)
     4.8
     """
-    scale, weight, all_valid = _common(cosine, target, scale, weight, reduction, ignore_index)
-    margin = _check_margin_value(margin, "margin")
-    return _margin_ce(
-        cosine, target, margin, scale, _ADDITIVE,
-        weight=weight, reduction=reduction, ignore_index=ignore_index, all_valid=all_valid,
-    )
+    m = check_margin(margin)
+    prep, _ = _prepare_cosines(cosine, target, scale, weight, reduction, ignore_index)
+    return _margin_ce(prep, -m, scale)
 
 
-def _ldam_delta(
+def ldam_deltas(
     class_counts: Sequence[float] | Tensor | None,
     max_margin: float,
     margins: Tensor | Sequence[float] | None,
-    num_classes: int,
-    device: torch.device,
 ) -> Tensor:
+    """LDAM's :math:`\\Delta` [C] from exactly one of ``class_counts`` or ``margins`` (float64 for counts)."""
     if (class_counts is None) == (margins is None):
         raise ValueError("give exactly one of class_counts or margins")
-    if margins is not None:
-        if not isinstance(margins, Tensor):
-            margins = torch.as_tensor(margins, dtype=torch.float32)
-        if margins.dim() != 1 or margins.shape[0] != num_classes:
-            raise ValueError(
-                f"margins must have one entry per class ({num_classes}), "
-                f"got shape {tuple(margins.shape)}"
-            )
-        if not margins.is_floating_point():
-            raise TypeError(f"margins must be floats, got {margins.dtype}")
-        if value_checks_enabled():
-            _check_value(
-                (margins >= 0).all(), margins.device.type, "margins must be >= 0 (no negative margin)"
-            )
-        return margins.to(device)
-    counts = as_counts(class_counts, "class_counts")  # type: ignore[arg-type]
-    if counts.shape[0] != num_classes:
-        raise ValueError(
-            f"class_counts has {counts.shape[0]} entries but input has {num_classes} classes"
-        )
-    return ldam_margins(counts, max_margin).to(device)
+    if class_counts is not None:
+        counts = check_counts(class_counts, "class_counts")
+        return _weights.ldam_margins(counts, max_margin, dtype=torch.float64)
+    delta = as_float_tensor(margins, "margins")
+    if delta.dim() != 1:
+        raise ValueError(f"margins must be 1-D (one entry per class), got shape {tuple(delta.shape)}")
+    check_value((delta >= 0).all(), "margins must be >= 0 (no negative margin)")
+    return delta
 
 
-def ldam_from_margins(
-    cosine: Tensor,
-    target: Tensor,
-    margins: Tensor,
-    scale: float,
-    lam: float = 0.0,
-    *,
-    weight: Tensor | None,
-    reduction: str,
-    ignore_index: int,
+def _ldam(
+    cosine: Tensor, target: Tensor, delta: Tensor, lam: float, scale: float, *,
+    weight: Tensor | None, reduction: str, ignore_index: int,
 ) -> Tensor:
-    """:func:`ldam_loss` (``lam = 0``) or :func:`elm_loss` from an already validated ``[C]``
-    margin tensor (used by LDAMLoss / ELMLoss, whose buffers were checked at construction)."""
-    scale, weight, all_valid = _common(cosine, target, scale, weight, reduction, ignore_index)
-    if margins.shape[0] != cosine.shape[1]:
-        raise ValueError(
-            f"margins must have one entry per class ({cosine.shape[1]}), "
-            f"got {margins.shape[0]} (from class_counts)"
-        )
-    return _margin_ce(
-        cosine, target, margins, scale, _ADDITIVE,
-        weight=weight, reduction=reduction, ignore_index=ignore_index, all_valid=all_valid,
-        extra_margins=margins if lam != 0.0 else None, lam=lam,
-    )
+    """``psi = cos θ_y - Δ_y - lam·Δ_ĵ``, ``ĵ = argmax_{j≠y} cos θ_j``: ELM, and LDAM (``lam = 0``)."""
+    prep, _ = _prepare_cosines(cosine, target, scale, weight, reduction, ignore_index)
+    if delta.shape[0] != prep.x.shape[1]:
+        raise ValueError(f"class_counts / margins have {delta.shape[0]} entries but the input "
+                         f"has {prep.x.shape[1]} classes")
+    d = delta.to(prep.x)
+    m = d[prep.target]
+    if lam != 0.0:  # the strongest rival, chosen without gradient (ties: lowest index)
+        rival = prep.x.scatter(1, prep.target[:, None], float("-inf")).argmax(1)
+        m = m + lam * d[rival]
+    return _margin_ce(prep, -m, scale)
 
 
 def ldam_loss(
@@ -814,12 +442,8 @@ def ldam_loss(
     >>> round(ldam_loss(cos, torch.tensor([0, 1]), class_counts=[100, 10, 1]).item(), 4)
     1.2596
     """
-    scale, weight, all_valid = _common(cosine, target, scale, weight, reduction, ignore_index)
-    delta = _ldam_delta(class_counts, max_margin, margins, cosine.shape[1], cosine.device)
-    return _margin_ce(
-        cosine, target, delta, scale, _ADDITIVE,
-        weight=weight, reduction=reduction, ignore_index=ignore_index, all_valid=all_valid,
-    )
+    return _ldam(cosine, target, ldam_deltas(class_counts, max_margin, margins), 0.0, scale,
+                 weight=weight, reduction=reduction, ignore_index=ignore_index)
 
 
 def elm_loss(
@@ -848,19 +472,11 @@ def elm_loss(
 
     Parameters
     ----------
-    cosine, target
-        As in :func:`camri_loss`.
-    class_counts : sequence or Tensor, optional
-        Training samples per class (``C`` entries, each > 0).  Give this or ``margins``.
-    max_margin : float, default 0.5
-        LDAM's largest margin (``>= 0``; 0 gives cross entropy on ``s·cos``).
+    cosine, target, class_counts, max_margin, margins, weight, reduction, ignore_index
+        As in :func:`ldam_loss`.
     lam : float, default 1.0
         Weight of the rival's margin; 0 gives LDAM.
     scale : float, default 30.0
-    margins : Tensor or sequence, optional
-        Precomputed :math:`\Delta` ``[C]`` instead of ``class_counts``.
-    weight, reduction, ignore_index
-        As in ``torch.nn.functional.cross_entropy``.
 
     Notes
     -----
@@ -876,11 +492,6 @@ def elm_loss(
     >>> round(elm_loss(cos, torch.tensor([0, 1]), class_counts=[100, 10, 1]).item(), 4)
     3.5899
     """
-    scale, weight, all_valid = _common(cosine, target, scale, weight, reduction, ignore_index)
-    lam = _check_lam(lam)
-    delta = _ldam_delta(class_counts, max_margin, margins, cosine.shape[1], cosine.device)
-    return _margin_ce(
-        cosine, target, delta, scale, _ADDITIVE,
-        weight=weight, reduction=reduction, ignore_index=ignore_index, all_valid=all_valid,
-        extra_margins=delta if lam != 0.0 else None, lam=lam,
-    )
+    lam = check_real(lam, "lam")
+    return _ldam(cosine, target, ldam_deltas(class_counts, max_margin, margins), lam, scale,
+                 weight=weight, reduction=reduction, ignore_index=ignore_index)

@@ -2,17 +2,20 @@
 
 Every module with a ``weight`` keeps it as a buffer (possibly ``None``): it follows
 ``.to(device)`` and the state dict, and a trainer switches deferred re-weighting (DRW) weights
-by plain assignment, ``loss.weight = torch.tensor([...])``.
+by plain assignment, ``loss.weight = torch.tensor([...])`` (see :class:`~classaware.losses._base.Loss`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from torch import Tensor, nn
+import torch
+from torch import Tensor
 
 from classaware.functional import logit as F_logit
-from classaware.functional._checks import check_reduction, check_weight
+from classaware.functional._ce import prepare
+from classaware.functional._checks import check_counts, check_real
+from classaware.losses._base import Loss
 
 __all__ = [
     "ComplementCrossEntropy",
@@ -23,60 +26,16 @@ __all__ = [
 ]
 
 
-def _as_weight(weight: Tensor | Sequence[float] | None) -> Tensor | None:
-    w = check_weight(weight)
-    if w is not None:
-        w = w.detach().clone()
-        if not w.is_floating_point():
-            w = w.float()
-    return w
-
-
-def _check_ignore_index(ignore_index: object) -> int:
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-        raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
-    return ignore_index
-
-
-class _LogitLoss(nn.Module):
-    """Common state: ``weight`` buffer, ``reduction``, ``ignore_index``."""
-
-    weight: Tensor | None
-
-    def __init__(
-        self,
-        *,
-        weight: Tensor | Sequence[float] | None,
-        reduction: str,
-        ignore_index: int,
-        takes_weight: bool = True,
-    ) -> None:
-        super().__init__()
-        self.reduction = check_reduction(reduction)
-        self.ignore_index = _check_ignore_index(ignore_index)
-        if takes_weight:
-            self.register_buffer("weight", _as_weight(weight))
-
-    def _setup(self, input: Tensor, target: Tensor, weight: Tensor | None = None) -> F_logit._Prep:
-        return F_logit._setup(input, target, self.ignore_index, weight, self.reduction)
-
-    def extra_repr(self) -> str:
-        parts = [f"reduction={self.reduction!r}"]
-        if self.ignore_index != -100:
-            parts.append(f"ignore_index={self.ignore_index}")
-        if getattr(self, "weight", None) is not None:
-            parts.append(f"weight=<{self.weight.numel()} classes>")
-        return ", ".join(parts)
-
-
-class CrossEntropyLoss(_LogitLoss):
+class CrossEntropyLoss(Loss):
     r"""Cross entropy on logits (the baseline); see :func:`classaware.functional.cross_entropy`.
 
     .. math:: \ell_i = w_{y_i}\,\big(\operatorname{logsumexp}(x_i) - x_{i,y_i}\big)
 
     Same as ``torch.nn.CrossEntropyLoss`` (weight / reduction / ignore_index rules) except that
-    an all-ignored batch gives 0 under "mean", ignored rows holding inf/NaN give zero loss and
-    zero gradient, and float16/bfloat16 input is computed in float32.
+    a mean over nothing (an all-ignored batch, or targets whose weights are all 0) is 0, ignored
+    rows holding inf/NaN give zero loss and zero gradient, float16/bfloat16 input is computed in
+    float32, and one class (C = 1) or a negative, NaN, infinite or all-zero ``weight`` is a
+    ValueError, as for every loss of this library.
 
     Examples
     --------
@@ -96,11 +55,10 @@ class CrossEntropyLoss(_LogitLoss):
         super().__init__(weight=weight, reduction=reduction, ignore_index=ignore_index)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        prep = self._setup(input, target, self.weight)
-        return F_logit._ce_reduced(prep.x, prep)
+        return F_logit.cross_entropy(input, target, **self._ce_args())
 
 
-class FocalLoss(_LogitLoss):
+class FocalLoss(Loss):
     r"""Focal loss (Lin et al., ICCV 2017); see :func:`classaware.functional.focal_loss`.
 
     .. math:: \ell_i = -w_{y_i}\,(1 - p_{i,y_i})^\gamma \log p_{i,y_i}
@@ -131,16 +89,16 @@ class FocalLoss(_LogitLoss):
         ignore_index: int = -100,
     ) -> None:
         super().__init__(weight=weight, reduction=reduction, ignore_index=ignore_index)
-        self.gamma = F_logit._check_real(gamma, "gamma", minimum=0.0)
+        self.gamma = check_real(gamma, "gamma", minimum=0.0)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return F_logit._focal(self._setup(input, target, self.weight), self.gamma)
+        return F_logit.focal_loss(input, target, self.gamma, **self._ce_args())
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}, " + super().extra_repr()
 
 
-class ComplementCrossEntropy(_LogitLoss):
+class ComplementCrossEntropy(Loss):
     r"""Complement cross entropy (Kim, Lee & Jeon, PR Letters 2021; COT/CCE).
 
     .. math::
@@ -176,16 +134,16 @@ class ComplementCrossEntropy(_LogitLoss):
         ignore_index: int = -100,
     ) -> None:
         super().__init__(weight=weight, reduction=reduction, ignore_index=ignore_index)
-        self.gamma = F_logit._check_real(gamma, "gamma")
+        self.gamma = check_real(gamma, "gamma")
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return F_logit._complement(self._setup(input, target, self.weight), self.gamma)
+        return F_logit.complement_cross_entropy(input, target, self.gamma, **self._ce_args())
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}, " + super().extra_repr()
 
 
-class LogitAdjustedLoss(_LogitLoss):
+class LogitAdjustedLoss(Loss):
     r"""Logit-adjusted cross entropy (Menon et al., ICLR 2021); ``tau=1`` is balanced softmax.
 
     .. math:: \ell_i = -\log \mathrm{softmax}(x_i + \tau\log\pi)_{y_i},\qquad
@@ -224,14 +182,13 @@ class LogitAdjustedLoss(_LogitLoss):
         ignore_index: int = -100,
     ) -> None:
         super().__init__(weight=weight, reduction=reduction, ignore_index=ignore_index)
-        self.tau = F_logit._check_real(tau, "tau", minimum=0.0)
-        counts = F_logit._check_counts(class_counts)
-        self.class_counts = [float(c) for c in counts.tolist()]
-        # float64 so that the module and the functional give bit-identical results
-        self.register_buffer("log_prior", (counts / counts.sum()).log())
+        self.tau = check_real(tau, "tau", minimum=0.0)
+        counts = check_counts(class_counts, "class_counts")
+        self.class_counts = counts.tolist()
+        self.register_buffer("log_prior", F_logit.log_prior(counts))  # float64, as the functional
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        prep = self._setup(input, target, self.weight)
+        prep = prepare(input, target, self.weight, self.reduction, self.ignore_index)
         if self.log_prior.shape[0] != prep.x.shape[1]:
             raise ValueError(
                 f"class_counts has {self.log_prior.shape[0]} entries but the input has "
@@ -243,14 +200,14 @@ class LogitAdjustedLoss(_LogitLoss):
         return f"num_classes={self.log_prior.shape[0]}, tau={self.tau}, " + super().extra_repr()
 
 
-class SimLoss(_LogitLoss):
+class SimLoss(Loss):
     r"""SimLoss (Kobs et al., 2020): credit for predicting a class similar to the true one.
 
     .. math:: \ell_i = -\log \sum_j S_{y_i j}\, p_{ij}
 
     computed in log space from logits (the released code takes probabilities).  ``S = I`` is
     cross entropy.  The matrix is validated once here (C x C, entries in [0, 1], unit
-    diagonal); ``log S`` is cached.  SimLoss takes no per-class weight.
+    diagonal); ``log S`` is cached for float32 input.  SimLoss takes no per-class weight.
 
     Parameters
     ----------
@@ -282,30 +239,28 @@ class SimLoss(_LogitLoss):
         )
         sim = F_logit.check_similarity(similarity).detach().clone()
         self.register_buffer("similarity", sim)
-        self._set_table(sim)
+        self._cache_log()
 
-    def _set_table(self, sim: Tensor) -> None:
-        # log S cached as non-persistent buffers (they follow .to(device)); sparse rows when S
-        # is mostly zeros (groups, ordinal with a small factor)
-        table = F_logit.similarity_table(sim)
-        for name, value in zip(("log_dense", "sparse_index", "sparse_log_values"), table):
-            self.register_buffer(name, value, persistent=False)
+    def _cache_log(self) -> None:
+        # log S for float32 (and half) input as a non-persistent buffer that follows
+        # .to(device); another compute dtype (float64) takes the log of `similarity` per call
+        self.register_buffer("log_similarity", self.similarity.float().log(), persistent=False)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
         key = prefix + "similarity"
         if key in state_dict:
             sim = F_logit.check_similarity(state_dict[key]).detach().clone()
             self.similarity = sim.to(self.similarity.device)
-            self._set_table(self.similarity)
+            self._cache_log()
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        prep = self._setup(input, target)
+        prep = prepare(input, target, None, self.reduction, self.ignore_index)
         c = self.similarity.shape[0]
         if c != prep.x.shape[1]:
             raise ValueError(f"similarity is {c} x {c} but the input has {prep.x.shape[1]} classes")
-        table = F_logit.SimilarityTable(self.log_dense, self.sparse_index, self.sparse_log_values)
-        return F_logit._simloss(prep, table)
+        f32 = prep.x.dtype == torch.float32
+        return F_logit._simloss(prep, self.log_similarity if f32 else self.similarity.log())
 
     def extra_repr(self) -> str:
         return f"num_classes={self.similarity.shape[0]}, " + super().extra_repr()

@@ -13,40 +13,23 @@ import math
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from classaware.functional import margin as F
-from classaware.functional._checks import (
-    check_ignore_index,
-    check_reduction,
-    check_scale,
-    check_weight,
-)
-from classaware.weights import as_counts, ldam_margins
+from classaware.functional._checks import check_bool, check_counts, check_real, check_scale
+from classaware.losses._base import Loss
+from classaware.weights import ldam_margins
 
 __all__ = ["ArcFaceLoss", "CAMRILoss", "CosFaceLoss", "ELMLoss", "LDAMLoss"]
 
 
-class _MarginLoss(nn.Module):
-    weight: Tensor | None
-
-    def __init__(
-        self, scale: float, weight: Tensor | Sequence[float] | None, reduction: str,
-        ignore_index: int,
-    ) -> None:
-        super().__init__()
+class _MarginLoss(Loss):
+    def __init__(self, scale: float, weight: Tensor | None, reduction: str, ignore_index: int) -> None:
+        super().__init__(weight=weight, reduction=reduction, ignore_index=ignore_index)
         self.scale = check_scale(scale)
-        self.reduction = check_reduction(reduction)
-        self.ignore_index = check_ignore_index(ignore_index)
-        w = check_weight(weight)
-        self.register_buffer("weight", None if w is None else w.detach().clone())
 
-    def _common_repr(self) -> str:
-        w = "None" if self.weight is None else f"[{self.weight.shape[0]}]"
-        return (
-            f"scale={self.scale}, weight={w}, reduction={self.reduction!r}, "
-            f"ignore_index={self.ignore_index}"
-        )
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}, " + super().extra_repr()
 
 
 class CAMRILoss(_MarginLoss):
@@ -72,7 +55,7 @@ class CAMRILoss(_MarginLoss):
 
     Buffers
     -------
-    important_classes : int64 ``[K]``; margin : float32 ``[K]`` (aligned); weight.
+    important_classes : int64 ``[K]``; margin : float64 ``[K]`` (aligned); weight.
 
     Examples
     --------
@@ -97,50 +80,18 @@ class CAMRILoss(_MarginLoss):
         ignore_index: int = -100,
     ) -> None:
         super().__init__(scale, weight, reduction, ignore_index)
-        if isinstance(important_classes, Tensor):
-            important_classes = important_classes.tolist()
-        imp = F.check_important_classes(important_classes)
-        assert isinstance(imp, list)
-        if isinstance(margin, Tensor):
-            margin = margin.tolist()
-        m = F.check_camri_margin(margin, len(imp))
-        margins = [m] * len(imp) if isinstance(m, float) else list(m)  # type: ignore[arg-type]
-        self.register_buffer("important_classes", torch.tensor(imp, dtype=torch.int64))
-        self.register_buffer("margin", torch.tensor(margins, dtype=torch.float32))
-        self._max_important = max(imp) if imp else -1
-        self._cache_key: tuple | None = None
-        self._cache: Tensor | None = None
+        index, margins = F.check_camri(important_classes, margin)
+        self.register_buffer("important_classes", index)
+        self.register_buffer("margin", margins)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        if input.dim() == 2 and self._max_important >= input.shape[1]:
-            raise ValueError(
-                f"important_classes must be class indices in [0, {input.shape[1]}), "
-                f"got {self._max_important}"
-            )
-        per_class = self._per_class_margins(input)
-        return F.camri_from_margins(
-            input, target, per_class, self.scale,
-            weight=self.weight, reduction=self.reduction, ignore_index=self.ignore_index,
-        )
-
-    def _per_class_margins(self, input: Tensor) -> Tensor:
-        """The ``[C]`` margin vector, rebuilt only when C, device, dtype or the buffers change."""
-        if torch.compiler.is_compiling():
-            return F.camri_margins(self.important_classes, self.margin, input.shape[-1], input)
-        key = (
-            input.shape[-1], input.device, input.dtype == torch.float64,
-            self.important_classes.data_ptr(), self.important_classes._version,
-            self.margin.data_ptr(), self.margin._version,
-        )
-        if self._cache_key != key:
-            self._cache = F.camri_margins(self.important_classes, self.margin, key[0], input)
-            self._cache_key = key
-        return self._cache
+        return F._camri(input, target, self.important_classes, self.margin, self.scale,
+                        **self._ce_args())
 
     def extra_repr(self) -> str:
         return (
             f"important_classes={self.important_classes.tolist()}, "
-            f"margin={[round(v, 6) for v in self.margin.tolist()]}, {self._common_repr()}"
+            f"margin={[round(v, 6) for v in self.margin.tolist()]}, {super().extra_repr()}"
         )
 
 
@@ -179,19 +130,15 @@ class ArcFaceLoss(_MarginLoss):
         ignore_index: int = -100,
     ) -> None:
         super().__init__(scale, weight, reduction, ignore_index)
-        self.margin = F._check_margin_value(margin, "margin", math.pi)
-        if not isinstance(easy_margin, bool):
-            raise TypeError(f"easy_margin must be a bool, got {type(easy_margin).__name__}")
-        self.easy_margin = easy_margin
+        self.margin = F.check_margin(margin, angle=True)
+        self.easy_margin = check_bool(easy_margin, "easy_margin")
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return F.arcface_loss(
-            input, target, self.margin, self.scale, easy_margin=self.easy_margin,
-            weight=self.weight, reduction=self.reduction, ignore_index=self.ignore_index,
-        )
+        return F.arcface_loss(input, target, self.margin, self.scale,
+                              easy_margin=self.easy_margin, **self._ce_args())
 
     def extra_repr(self) -> str:
-        return f"margin={self.margin}, easy_margin={self.easy_margin}, {self._common_repr()}"
+        return f"margin={self.margin}, easy_margin={self.easy_margin}, {super().extra_repr()}"
 
 
 class CosFaceLoss(_MarginLoss):
@@ -225,16 +172,13 @@ class CosFaceLoss(_MarginLoss):
         ignore_index: int = -100,
     ) -> None:
         super().__init__(scale, weight, reduction, ignore_index)
-        self.margin = F._check_margin_value(margin, "margin")
+        self.margin = F.check_margin(margin)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return F.cosface_loss(
-            input, target, self.margin, self.scale,
-            weight=self.weight, reduction=self.reduction, ignore_index=self.ignore_index,
-        )
+        return F.cosface_loss(input, target, self.margin, self.scale, **self._ce_args())
 
     def extra_repr(self) -> str:
-        return f"margin={self.margin}, {self._common_repr()}"
+        return f"margin={self.margin}, {super().extra_repr()}"
 
 
 class LDAMLoss(_MarginLoss):
@@ -255,14 +199,15 @@ class LDAMLoss(_MarginLoss):
 
     Buffers
     -------
-    class_counts : float32 ``[C]``; margins : float32 ``[C]`` (the :math:`\Delta`); weight.
+    class_counts, margins : float64 ``[C]`` (margins: the :math:`\Delta`, used in the input's
+    compute dtype, so float64 input is computed exactly); weight.
 
     Examples
     --------
     >>> import torch
     >>> loss = LDAMLoss(class_counts=[500, 50, 5])
-    >>> loss.margins
-    tensor([0.1581, 0.2812, 0.5000])
+    >>> [round(m, 4) for m in loss.margins.tolist()]
+    [0.1581, 0.2812, 0.5]
     """
 
     class_counts: Tensor
@@ -279,11 +224,11 @@ class LDAMLoss(_MarginLoss):
         ignore_index: int = -100,
     ) -> None:
         super().__init__(scale, weight, reduction, ignore_index)
-        counts = as_counts(class_counts, "class_counts")
-        margins = ldam_margins(counts, max_margin)  # validates max_margin
-        self.max_margin = float(max_margin)
-        self.register_buffer("class_counts", counts.to(torch.float32))
-        self.register_buffer("margins", margins)
+        counts = check_counts(class_counts, "class_counts")
+        self.max_margin = check_real(max_margin, "max_margin", minimum=0.0)
+        self.lam = 0.0
+        self.register_buffer("class_counts", counts)
+        self.register_buffer("margins", ldam_margins(counts, max_margin, dtype=torch.float64))
         if self.weight is not None and self.weight.shape[0] != counts.shape[0]:
             raise ValueError(
                 f"weight must have {counts.shape[0]} entries (one per class), "
@@ -291,13 +236,10 @@ class LDAMLoss(_MarginLoss):
             )
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return F.ldam_from_margins(
-            input, target, self.margins, self.scale,
-            weight=self.weight, reduction=self.reduction, ignore_index=self.ignore_index,
-        )
+        return F._ldam(input, target, self.margins, self.lam, self.scale, **self._ce_args())
 
     def extra_repr(self) -> str:
-        return f"classes={self.margins.shape[0]}, max_margin={self.max_margin}, {self._common_repr()}"
+        return f"classes={self.margins.shape[0]}, max_margin={self.max_margin}, {super().extra_repr()}"
 
 
 class ELMLoss(LDAMLoss):
@@ -342,13 +284,7 @@ class ELMLoss(LDAMLoss):
             class_counts, max_margin, scale,
             weight=weight, reduction=reduction, ignore_index=ignore_index,
         )
-        self.lam = F._check_lam(lam)
-
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return F.ldam_from_margins(
-            input, target, self.margins, self.scale, self.lam,
-            weight=self.weight, reduction=self.reduction, ignore_index=self.ignore_index,
-        )
+        self.lam = check_real(lam, "lam")
 
     def extra_repr(self) -> str:
         return f"lam={self.lam}, {super().extra_repr()}"
