@@ -129,7 +129,7 @@ EOF
     fi
 
     echo "# classaware device check$([ "$DRY" = 1 ] && echo ' (DRY RUN: CPU, tiny sizes, no compile; numbers mean nothing)')"
-    echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(hostname), $(nproc) CPU cores, Python $pyver, torch $torchver (CUDA $cudaver), GPU: $gpu"
+    echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -n), $(nproc) CPU cores, Python $pyver, torch $torchver (CUDA $cudaver), GPU: $gpu"
     echo "# classaware: $("$PY" -m classaware --version 2>&1), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo ' + local changes')"
     [ "$optional" = - ] || echo "# note: $optional not importable: part (c) times the training; its report will fail"
 
