@@ -1,8 +1,9 @@
-"""``classaware`` command line: one dispatcher, each sub-command in its own module.
+"""``classaware`` command line: the sub-commands and the main job.
 
 Every sub-command module exposes ``register(subparsers)`` which adds its parser and sets
 ``func=callable(args) -> int`` as the parser default.  Errors the user can fix (``ConfigError``)
-become one line on stderr and exit code 2.
+become one line on stderr and exit code 2.  ``classaware`` with no arguments runs the demo study
+(:func:`classaware.cli.compare.run_default_study`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,23 @@ from collections.abc import Sequence
 
 from classaware.errors import ConfigError
 
+_DESCRIPTION = """\
+Train classifiers with class-aware losses (CAMRI, LDAM-DRW, ELM, SimLoss, focal, ...), evaluate
+them per class, and compare losses over seeds with confidence intervals and a report.
+
+A bare `classaware` runs the demo study, the {study} preset: cross entropy against
+CAMRI and other losses on a Fashion-MNIST subset, several seeds each, in about 3 minutes on
+2 CPU cores. It prints the verdict and the tables and writes {out}/report.html."""
+
+_EPILOG = """\
+examples:
+  classaware                                           the demo study
+  classaware train --config fmnist-camri --out runs/camri
+  classaware evaluate runs/camri
+  classaware compare --config important-class --jobs 2
+  classaware compare --list                            the shipped studies
+  classaware COMMAND --help                            a command's options"""
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse's default prints usage too)
@@ -20,11 +38,18 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="classaware", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    """The ``classaware`` parser with every sub-command registered."""
+    from classaware import __version__
     from classaware.cli import compare as _compare
     from classaware.cli import train as _train
 
+    parser = _Parser(
+        prog="classaware",
+        description=_DESCRIPTION.format(study=_compare.DEFAULT_STUDY, out=_compare.DEFAULT_OUT),
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"classaware {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, title="commands",
+                                metavar="COMMAND")
     _train.register(sub)
     _compare.register(sub)
     return parser
