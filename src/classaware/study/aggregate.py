@@ -161,6 +161,13 @@ class RunRecord:
     def train_seconds(self) -> float:
         return float(sum(float(h.get("seconds") or 0.0) for h in self.history))
 
+    @property
+    def diverged(self) -> dict[str, Any] | None:
+        """``final.json``'s divergence record (``epoch``, ``message``) of a run whose training
+        loss became non-finite, else None: such a run has no results and is listed apart."""
+        d = self.final.get("diverged")
+        return d if isinstance(d, dict) else None
+
 
 def load_run(run_dir: str | Path, *, variant: str, seed: int) -> RunRecord | None:
     """Read a finished run directory (None when final.json is missing, i.e. not finished)."""
