@@ -43,10 +43,13 @@ LABELS = {
 
 
 def metric_label(metric: str) -> str:
-    """The column label of a metric key: ``recall[Shirt]`` → ``recall Shirt``."""
+    """The column label of a metric key: ``recall[Shirt]`` → ``recall Shirt``, ``recall[8]`` →
+    ``recall '8'`` (:func:`classaware.classes.class_label`)."""
+    from classaware.classes import class_label
+
     for prefix in ("recall", "precision"):
         if metric.startswith(prefix + "["):
-            return f"{prefix} {metric[len(prefix) + 1:-1]}"
+            return f"{prefix} {class_label(metric[len(prefix) + 1:-1])}"
     return LABELS.get(metric, metric)
 
 

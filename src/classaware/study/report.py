@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from classaware.classes import class_label
 from classaware.study.aggregate import (
     NOT_FRACTION,
     Paired,
@@ -129,7 +130,7 @@ def threshold_table(a: StudyAnalysis, cname: str) -> tuple[list[str], list[list[
     """Per variant: its own test point, the baseline curve's accuracy at the same recall, the
     difference, and the val-chosen bias points for each target recall."""
     study = a.study
-    header = ["variant", f"recall {cname} (%)", "accuracy (%)",
+    header = ["variant", f"recall {class_label(cname)} (%)", "accuracy (%)",
               f"{study.baseline}+threshold acc at same recall (%)", "Δ acc vs threshold"]
     header += [f"target {tr:g}: test recall / acc (%)" for tr in study.target_recalls]
     rows = []
