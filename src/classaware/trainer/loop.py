@@ -217,7 +217,8 @@ def run_training(cfg: RunConfig | Mapping[str, Any], out_dir: str | Path, *, res
     out_dir : path
         The run directory (created).  Without ``resume`` it must not hold a run already.
     resume : bool
-        Continue from ``out_dir/checkpoints/last.pt`` (exactly where it stopped).
+        Continue from the newest checkpoint of ``out_dir`` that loads (exactly where it
+        stopped), leave a finished run as it is, or start again (see :func:`_prepare`).
     quiet : bool
         No progress bar, no per-epoch lines, no final table.
     data : DataBundle, optional
@@ -231,6 +232,14 @@ def run_training(cfg: RunConfig | Mapping[str, Any], out_dir: str | Path, *, res
     -------
     RunResult
         ``final`` is the content of ``final.json``; ``interrupted`` tells a stopped run.
+
+    Raises
+    ------
+    ConfigError
+        A run directory that cannot be used, data or settings that cannot train, a file-system
+        failure is an ``OSError`` naming the file.
+    TrainingDiverged
+        A non-finite training loss (``final.json`` records it).
     """
     cfg = load_config(cfg)
     cfg = dataclasses.replace(cfg, data=cfg.data.resolved())  # config.toml records where the data is
