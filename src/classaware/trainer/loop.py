@@ -236,8 +236,9 @@ def run_training(cfg: RunConfig | Mapping[str, Any], out_dir: str | Path, *, res
     Raises
     ------
     ConfigError
-        A run directory that cannot be used, data or settings that cannot train, a file-system
-        failure is an ``OSError`` naming the file.
+        A run directory that cannot be used, data or settings that cannot train.
+    OSError
+        A file-system failure (a full disk, ...), naming the file being written.
     TrainingDiverged
         A non-finite training loss (``final.json`` records it).
     """
