@@ -100,6 +100,7 @@ def test_lookup_order_and_env(tmp_path, monkeypatch):
 
 def test_not_found_names_every_place(tmp_path, monkeypatch):
     monkeypatch.setenv("CLASSAWARE_DATA", str(tmp_path / "envdir"))
+    (tmp_path / "d").mkdir()  # an empty data.dir (one that does not exist is an error of its own)
     cfg = {"name": "fashion-mnist", "dir": str(tmp_path / "d"), "cache_dir": str(tmp_path / "c")}
     with pytest.raises(ConfigError) as info:
         load_data(cfg)

@@ -124,10 +124,14 @@ def test_crash_then_resume_is_exact(reference, tmp_path):
     _assert_same_weights(_weights(run_dir), _weights(reference))
 
 
-def test_refuses_to_overwrite_and_resume_needs_checkpoint(reference, tmp_path):
+def test_refuses_to_overwrite_and_resume_of_nothing_starts_the_run(reference, tmp_path, capsys):
     from classaware.errors import ConfigError
 
     with pytest.raises(ConfigError, match="already holds a run"):
         loop.run_training(_cfg(), reference, quiet=True)
-    with pytest.raises(ConfigError, match="no checkpoint"):
-        loop.run_training(_cfg(), tmp_path / "empty", resume=True, quiet=True)
+    # --resume with nothing to continue starts the run (never stuck); it is the same run
+    result = loop.run_training(_cfg(), tmp_path / "empty", resume=True, quiet=True)
+    assert "no checkpoint to resume from; starting the run again from epoch 1" in \
+        capsys.readouterr().out
+    assert result.final and not result.interrupted
+    _assert_same_weights(_weights(tmp_path / "empty"), _weights(reference))

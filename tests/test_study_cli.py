@@ -35,8 +35,10 @@ def test_errors_are_one_line_exit_2(capsys, tmp_path):
     assert "--jobs" in capsys.readouterr().err
 
 
-def test_report_only_prints_tables(capsys, tmp_path):
-    study = {"study": {"name": "fake", "seeds": 2, "important": [IMPORTANT],
+def write_fake_study(tmp_path: Path, important: str = IMPORTANT) -> tuple[Path, Path]:
+    """A study file (variants ce and push, 2 seeds) and its hand-made finished runs: ``(study
+    file, study directory)``."""
+    study = {"study": {"name": "fake", "seeds": 2, "important": [important],
                        "target_recalls": [0.8]},
              "data": {"name": "digits"},
              "variants": [{"name": "ce", "loss.name": "ce"},
@@ -47,6 +49,11 @@ def test_report_only_prints_tables(capsys, tmp_path):
     for v, push in (("ce", 0.0), ("push", 0.8)):
         for s in (0, 1):
             write_fake_run(out / "runs" / f"{v}-seed{s}", seed=s, push=push)
+    return f, out
+
+
+def test_report_only_prints_tables(capsys, tmp_path):
+    f, out = write_fake_study(tmp_path)
     assert main(["compare", "--config", str(f), "--out", str(out), "--report-only"]) == 0
     text = capsys.readouterr().out
     assert "Comparison on the test set" in text

@@ -38,21 +38,42 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _os_error(exc: BaseException) -> OSError | None:
+    """The OSError behind ``exc`` (itself, or its cause / context: torch.save reports a full
+    disk as a RuntimeError whose context is the OSError), else None."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Call ``write(fileobj)`` on a temporary file, then atomically move it to ``path``."""
+    """Call ``write(fileobj)`` on a temporary file, then atomically move it to ``path``.
+
+    A failure of the file system (a full disk, a read-only directory, ...) is an ``OSError``
+    whose ``filename`` is ``path`` and whose ``strerror`` the system's ("No space left on
+    device"), even where the writer wraps it (``torch.save``'s RuntimeError).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        raise
+        cause = _os_error(exc)
+        if cause is None or cause.errno is None:
+            raise
+        raise OSError(cause.errno, cause.strerror or os.strerror(cause.errno), str(path)) from exc
     _fsync_dir(path.parent)
 
 

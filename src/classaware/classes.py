@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import difflib
 import operator
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from classaware.errors import ConfigError
 from classaware.schema import expected, is_int
 
-__all__ = ["class_list", "resolve_class", "resolve_classes"]
+__all__ = ["class_label", "class_list", "resolve_class", "resolve_classes"]
 
 
 def _index(item: Any) -> int | None:
@@ -35,6 +36,21 @@ def _index(item: Any) -> int | None:
         return operator.index(item)
     except TypeError:
         return None
+
+
+_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def class_label(name: str) -> str:
+    """A class name as it is shown inside a label or a sentence: as it is when it is one plain
+    word, quoted otherwise, so that it cannot be misread (``recall '8' (%)``, ``recall
+    'Speed limit (30km/h)' (%)``, but ``recall Shirt (%)``).
+
+    >>> class_label("Shirt"), class_label("8"), class_label("T-shirt/top")
+    ('Shirt', "'8'", "'T-shirt/top'")
+    """
+    name = str(name)
+    return name if _PLAIN.fullmatch(name) else repr(name)
 
 
 def resolve_class(item: str | int, class_names: Sequence[str], *, key: str) -> int:

@@ -8,3 +8,11 @@ class ConfigError(ValueError):
 
     The CLI prints ``classaware: error: <message>`` (one line, no traceback) and exits with code 2.
     """
+
+
+class TrainingDiverged(RuntimeError):
+    """Training produced a non-finite loss, so the run stopped (``final.json`` records it).
+
+    The message is one line: the epoch and the setting to lower.  ``classaware train`` prints
+    ``classaware: error: <message>`` and exits with code 3.
+    """

@@ -87,6 +87,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _summary_line(run_dir: Path) -> str:
+    from classaware.classes import class_label
+
     try:
         final = json.loads((run_dir / "final.json").read_text())
     except (OSError, json.JSONDecodeError):
@@ -97,7 +99,7 @@ def _summary_line(run_dir: Path) -> str:
         parts.append(f"bal {100 * t['balanced_accuracy']:.2f}%")
     for name, r in (t.get("important_recall") or {}).items():
         if r is not None:
-            parts.append(f"recall {name} {100 * r:.1f}%")
+            parts.append(f"recall {class_label(name)} {100 * r:.1f}%")
     return "  ".join(parts)
 
 

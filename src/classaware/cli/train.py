@@ -8,19 +8,24 @@
     classaware datasets
 
 Every user error (missing config file, invalid TOML, unknown key, wrong type, bad value, a run
-directory without a checkpoint) is a :class:`~classaware.errors.ConfigError`: the dispatcher
-prints one line and exits with code 2.
+directory without a checkpoint, an unusable ``--out``, a full disk) is a
+:class:`~classaware.errors.ConfigError`: the dispatcher prints one line and exits with code 2.
+A run that diverges (a non-finite training loss) prints one line and exits with code 3; an
+interrupted one exits with 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from classaware.errors import ConfigError
+from classaware.errors import ConfigError, TrainingDiverged
 
 __all__ = ["register"]
 
@@ -49,7 +54,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", "-o", metavar="DIR",
                    help="run directory (default: runs/<date-time>-<loss>)")
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from checkpoints/last.pt")
+                   help="continue the run in --out from its newest checkpoint (a finished run "
+                        "is left as it is; with no checkpoint the run starts again)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no final table")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config as TOML and exit without training")
@@ -89,8 +95,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     from classaware.trainer import train
 
-    result = train(cfg, out=args.out, resume=args.resume, quiet=args.quiet)  # prints the table
+    try:
+        with _os_errors_in_one_line():
+            result = train(cfg, out=args.out, resume=args.resume, quiet=args.quiet)
+    except TrainingDiverged as exc:  # final.json records it; the checkpoints are finite
+        print(f"classaware: error: {exc}", file=sys.stderr)
+        return 3
     return 130 if result.interrupted else 0
+
+
+@contextlib.contextmanager
+def _os_errors_in_one_line() -> Iterator[None]:
+    """A file-system failure (full disk, read-only or missing path, ...) as a one-line
+    ConfigError naming the file (exit 2; a run keeps its last checkpoint)."""
+    try:
+        yield
+    except OSError as exc:
+        what = exc.strerror or str(exc)
+        where = f"{str(exc.filename)!r}: " if exc.filename else ""
+        hint = ("; free some space, then continue with --resume"
+                if exc.errno == errno.ENOSPC else "")
+        raise ConfigError(f"{where}{what[:1].lower()}{what[1:]}{hint}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,7 +154,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     data_overrides = _data_overrides(args, config_path)
     from classaware.trainer.evaluate import evaluate_run
 
-    result = evaluate_run(run_dir, data_overrides or None, split=args.split)
+    with _os_errors_in_one_line():
+        result = evaluate_run(run_dir, data_overrides or None, split=args.split)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
         return 0

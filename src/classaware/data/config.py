@@ -13,8 +13,11 @@ classaware.errors.ConfigError: data.val_fraction: expected a number in [0, 1), g
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from classaware.classes import class_list
@@ -34,7 +37,12 @@ from classaware.schema import (
     text,
 )
 
-__all__ = ["DATASET_NAMES", "DataConfig", "ImbalanceConfig", "as_data_config"]
+__all__ = ["DATASET_NAMES", "VAL_FROM", "DataConfig", "ImbalanceConfig", "as_data_config",
+           "check_path"]
+
+#: ``data.val_from``: carve validation from the training set before the imbalance (``"train"``),
+#: or draw it, balanced, from the images the imbalance leaves unused (``"unused"``)
+VAL_FROM: tuple[str, ...] = ("train", "unused")
 
 #: every dataset name ``data.name`` accepts
 DATASET_NAMES: tuple[str, ...] = ("fashion-mnist", "mnist", "cifar10", "cifar100", "gtsrb",
@@ -69,6 +77,7 @@ class DataConfig(Section):
     download: bool = setting(False, boolean)                # fetch into cache_dir
     cache_dir: str | None = setting(None, optional(filepath))   # default ~/.cache/classaware
     val_fraction: float = setting(0.1, number(0.0, 1.0, hi_open=True))
+    val_from: str = setting("train", choice(VAL_FROM))      # where validation images come from
     test_fraction: float = setting(0.2, number(0.0, 1.0, lo_open=True, hi_open=True))
     split_seed: int | None = setting(None, optional(integer(lo=0)))  # None: the run seed
     imbalance: ImbalanceConfig = section(ImbalanceConfig)
@@ -82,6 +91,7 @@ class DataConfig(Section):
     image_size: int = setting(32, integer(lo=1))            # imagefolder / gtsrb
     channels: int | None = setting(None, optional(_channels))  # imagefolder: None = auto
     as_images: bool = setting(False, boolean)               # digits as 1×8×8 images
+    allow_empty_classes: bool = setting(False, boolean)     # train although a class has 0 images
 
     def _check(self, prefix: str) -> None:
         if self.name in ("arrays", "csv") and self.path is None:
@@ -90,8 +100,34 @@ class DataConfig(Section):
         if self.name == "imagefolder" and self.path is None and self.dir is None:
             raise ConfigError(f"{prefix}.path: required for data.name = 'imagefolder' (the root "
                               "folder holding one sub-folder per class)")
+        if self.val_from == "unused" and self.imbalance.profile == "none":
+            raise ConfigError(f"{prefix}.val_from: \"unused\" draws validation from the images the "
+                              f"imbalance leaves unused, but {prefix}.imbalance.profile = \"none\" "
+                              "leaves none; set an imbalance profile or val_from = \"train\"")
+
+    def resolved(self) -> DataConfig:
+        """The same config with ``dir``, ``cache_dir``, ``path`` and ``test_path`` made absolute
+        (``~`` expanded, relative to the current directory): what a run directory records, so
+        that ``classaware evaluate`` works from any directory."""
+        keys = ("dir", "cache_dir", "path", "test_path")
+        return dataclasses.replace(self, **{
+            k: os.path.abspath(os.path.expanduser(v)) for k in keys
+            if (v := getattr(self, k)) is not None})
 
 
 def as_data_config(cfg: DataConfig | Mapping[str, Any] | None) -> DataConfig:
     """``cfg`` itself, or a ``[data]`` mapping (None: the defaults) validated into a DataConfig."""
     return cfg if isinstance(cfg, DataConfig) else DataConfig.from_dict(cfg, "data")
+
+
+def check_path(key: str, value: str | None, folder: bool, what: str) -> None:
+    """A ConfigError naming ``key`` unless ``value`` (if set) is an existing folder (``folder``)
+    or file: "does not exist", "is a file" or "is a folder", each with ``what`` was expected."""
+    if value is None:
+        return
+    p = Path(value).expanduser()
+    if not p.exists():
+        raise ConfigError(f"{key}: {str(p)!r} does not exist (expected {what})")
+    if folder != p.is_dir():
+        raise ConfigError(f"{key}: {str(p)!r} is a {'file' if folder else 'folder'}, "
+                          f"expected {what}")

@@ -57,8 +57,17 @@ def read_pnm(path: str | Path) -> np.ndarray | None:
 
 
 def read_image(path: str | Path) -> tuple[np.ndarray, bool]:
-    """Decode an image file to ``[H, W, 3]`` uint8 and whether it was gray to begin with."""
-    path = Path(path)
+    """Decode an image file to ``[H, W, 3]`` uint8 and whether it was gray to begin with.
+
+    An image with no pixels (0×0, or 0 in one side) is a ConfigError naming the file.
+    """
+    arr, gray = _decode(Path(path))
+    if 0 in arr.shape[:2]:
+        raise ConfigError(f"{path}: empty image ({arr.shape[1]}×{arr.shape[0]} pixels)")
+    return arr, gray
+
+
+def _decode(path: Path) -> tuple[np.ndarray, bool]:
     if path.suffix.lower() in (".ppm", ".pgm"):
         arr = read_pnm(path)
         if arr is not None:

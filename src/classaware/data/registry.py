@@ -13,8 +13,9 @@ import numpy as np
 from classaware.classes import resolve_classes
 from classaware.data import download as _dl
 from classaware.data.bundle import DataBundle, RawData
-from classaware.data.config import DATASET_NAMES, DataConfig, as_data_config
+from classaware.data.config import DATASET_NAMES, DataConfig, as_data_config, check_path
 from classaware.data.split import (
+    balanced_holdout,
     class_counts,
     imbalance_subsample,
     stratified_split,
@@ -22,7 +23,7 @@ from classaware.data.split import (
 )
 from classaware.errors import ConfigError
 
-__all__ = ["available_datasets", "load_data", "locate"]
+__all__ = ["available_datasets", "load_data", "locate", "split_train_val"]
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,26 @@ def _read_named(name: str, cfg: DataConfig) -> RawData:
     return spec.read(handle, cfg)
 
 
+def _check_data_dir(cfg: DataConfig) -> None:
+    check_path("data.dir", cfg.dir, True, "the folder where datasets are looked for first")
+
+
+def _check_paths(cfg: DataConfig) -> None:
+    """``data.dir``, ``data.path``, ``data.test_path``: set means it must be there (and be the
+    right kind of thing), never silently ignored."""
+    _check_data_dir(cfg)
+    if cfg.name == "csv":
+        check_path("data.path", cfg.path, False, "a .csv file")
+        check_path("data.test_path", cfg.test_path, False, "a .csv file")
+    elif cfg.name == "arrays":
+        check_path("data.path", cfg.path, False, "an .npz file")
+    elif cfg.name == "imagefolder":
+        check_path("data.path" if cfg.path else "data.dir", cfg.path or cfg.dir, True,
+                  "a folder holding one sub-folder of images per class")
+
+
 def _read(cfg: DataConfig) -> RawData:
+    _check_paths(cfg)
     name = cfg.name
     if name in _NAMED:
         return _read_named(name, cfg)
@@ -176,11 +196,16 @@ def load_data(cfg: DataConfig | Mapping[str, Any] | None = None, *, seed: int = 
     1. read train and test (see :class:`DataConfig` for the keys of each dataset);
     2. ``max_train`` / ``max_test``: stratified random caps (train: seeded by ``split_seed``
        or ``seed``; test: fixed seed 0, so it is the same in every run);
-    3. ``val_fraction``: stratified validation split of the training set (same seed);
-    4. ``imbalance``: the LDAM-DRW long-tail subsample of what stays in train, seeded by
-       ``imbalance.seed`` — class at rank ``i`` of ``class_order`` keeps
-       ``int(n_max * ratio ** (-i / (C - 1)))`` (``exp``) or ``n_max`` / ``int(n_max / ratio)``
-       for the first ``C // 2`` / the other classes (``step``), ``n_max`` the largest class.
+    3. validation split and imbalance (:func:`split_train_val`): with ``val_from = "train"``
+       a stratified ``val_fraction`` of the training set, then the LDAM-DRW long-tail
+       subsample of what stays in train, seeded by ``imbalance.seed`` — class at rank ``i`` of
+       ``class_order`` keeps ``int(n_max * (1 / ratio) ** (i / (C - 1)))`` (``exp``) or
+       ``n_max`` / ``int(n_max * (1 / ratio))`` for the first ``C // 2`` / the other classes
+       (``step``), ``n_max`` the largest class; with ``val_from = "unused"`` the imbalance
+       first, on the whole training set (the release's counts), then ``round(val_fraction *
+       n_max)`` validation images per class from the images it leaves unused;
+    4. checks: at least two classes, no empty images, every class has a training image
+       (unless ``allow_empty_classes``).
 
     The test set is never touched by the imbalance.  Raises :class:`ConfigError` for a bad
     config or a dataset that cannot be found (naming every place looked in).
@@ -195,32 +220,28 @@ def load_data(cfg: DataConfig | Mapping[str, Any] | None = None, *, seed: int = 
     if not (isinstance(seed, int) and not isinstance(seed, bool)):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     raw = _read(cfg)
+    _check_raw(raw)
     names = list(raw.class_names)
     num = len(names)
     x_tr, y_tr, x_te, y_te = raw.x_train, raw.y_train, raw.x_test, raw.y_test
     split_seed = cfg.split_seed if cfg.split_seed is not None else seed
     meta: dict[str, Any] = {"split_seed": split_seed,
                             "loaded_train": len(y_tr), "loaded_test": len(y_te)}
-
+    stages = {"none in the dataset": class_counts(y_tr, num)}
     if cfg.max_train is not None and cfg.max_train < len(y_tr):
         keep = stratified_subsample(y_tr, cfg.max_train, num, _rng(split_seed, 1))
         x_tr, y_tr = x_tr[keep], y_tr[keep]
+        stages[f"after data.max_train = {cfg.max_train}"] = class_counts(y_tr, num)
     if cfg.max_test is not None and cfg.max_test < len(y_te):
         keep = stratified_subsample(y_te, cfg.max_test, num, _rng(0, 2))
         x_te, y_te = x_te[keep], y_te[keep]
 
-    rest, val = stratified_split(y_tr, cfg.val_fraction, num, _rng(split_seed, 3))
-    x_val, y_val = x_tr[val], y_tr[val]
-    x_tr, y_tr = x_tr[rest], y_tr[rest]
-
-    imb = cfg.imbalance
-    meta["train_counts_before_imbalance"] = class_counts(y_tr, num).tolist()
     order = _class_order(cfg.class_order, names)  # names checked even without imbalance
-    if imb.profile != "none":
-        keep = imbalance_subsample(y_tr, num, imb.profile, imb.ratio, order, _rng(imb.seed, 4))
-        x_tr, y_tr = x_tr[keep], y_tr[keep]
-        meta["imbalance"] = imb.to_dict()
-        meta["class_order"] = order if order is not None else list(range(num))
+    train, val = split_train_val(y_tr, num, cfg, seed=split_seed, order=order, meta=meta)
+    x_val, y_val = x_tr[val], y_tr[val]
+    x_tr, y_tr = x_tr[train], y_tr[train]
+    stages["after the validation split and the imbalance"] = class_counts(y_tr, num)
+    _check_empty_classes(stages, names, cfg.allow_empty_classes)
 
     import torch
 
@@ -234,6 +255,93 @@ def load_data(cfg: DataConfig | Mapping[str, Any] | None = None, *, seed: int = 
         x_val=t(x_val.astype(xdt, copy=False)), y_val=t(y_val.astype(np.int64, copy=False)),
         x_test=t(x_te.astype(xdt, copy=False)), y_test=t(y_te.astype(np.int64, copy=False)),
         source=raw.source, meta=meta)
+
+
+def split_train_val(y: np.ndarray, num_classes: int, cfg: DataConfig | Mapping[str, Any], *,
+                    seed: int, order: list[int] | None = None,
+                    meta: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, val)``: sorted, disjoint indices into the training labels ``y``.
+
+    ``cfg.val_from = "train"``: a stratified ``val_fraction`` split of ``y`` (seeded by
+    ``seed``), then the imbalance (``cfg.imbalance``, seeded by its own ``seed``) on the rest.
+    ``"unused"``: the imbalance on all of ``y`` — so the training counts are the LDAM-DRW
+    release's, e.g. 5000, 2997, ..., 50 for CIFAR-10 at ratio 100 — then
+    ``round(val_fraction * n_max)`` validation images per class drawn from the images it
+    leaves unused; a class with fewer unused images (the head class of ``exp`` and the first
+    half of ``step`` keep all theirs) gives all it has, and is listed in
+    ``meta["val_short"]`` (class index → validation images).
+
+    Example
+    -------
+    >>> y = np.repeat(np.arange(10), 5000)
+    >>> cfg = {"val_from": "unused", "imbalance": {"profile": "exp", "ratio": 100}}
+    >>> train, val = split_train_val(y, 10, cfg, seed=0)
+    >>> np.bincount(y[train]).tolist()
+    [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
+    >>> np.bincount(y[val]).tolist()
+    [0, 500, 500, 500, 500, 500, 500, 500, 500, 500]
+    """
+    cfg = as_data_config(cfg)
+    y = np.asarray(y)
+    meta = {} if meta is None else meta
+    imb = cfg.imbalance
+    counts = class_counts(y, num_classes)
+    if imb.profile != "none":
+        meta["imbalance"] = imb.to_dict()
+        meta["class_order"] = order if order is not None else list(range(num_classes))
+    if cfg.val_from == "unused":
+        meta["train_counts_before_imbalance"] = counts.tolist()
+        train = imbalance_subsample(y, num_classes, imb.profile, imb.ratio, order,
+                                    _rng(imb.seed, 4))
+        per_class = round(cfg.val_fraction * int(counts.max(initial=0)))
+        val = balanced_holdout(y, train, per_class, num_classes, _rng(seed, 3))
+        got = class_counts(y[val], num_classes)
+        meta["val_per_class"] = per_class
+        meta["val_short"] = {c: int(got[c]) for c in range(num_classes) if got[c] < per_class}
+        return train, val
+    rest, val = stratified_split(y, cfg.val_fraction, num_classes, _rng(seed, 3))
+    meta["train_counts_before_imbalance"] = class_counts(y[rest], num_classes).tolist()
+    if imb.profile != "none":
+        keep = imbalance_subsample(y[rest], num_classes, imb.profile, imb.ratio, order,
+                                   _rng(imb.seed, 4))
+        rest = rest[keep]
+    return rest, val
+
+
+def _check_raw(raw: RawData) -> None:
+    """At least two classes and samples with something in them."""
+    names = list(raw.class_names)
+    if len(names) < 2:
+        raise ConfigError(f"data: {raw.source} has {len(names)} class"
+                          f"{'' if len(names) == 1 else 'es'} ({', '.join(map(repr, names))}); "
+                          "a classifier needs at least 2")
+    shape = tuple(raw.x_train.shape[1:])
+    if 0 in shape:
+        what = (f"images of {shape[-1]}×{shape[-2]} pixels ({_plural_channels(shape[0])})"
+                if raw.kind == "image" and len(shape) == 3 else "samples with no values")
+        raise ConfigError(f"data: {raw.source} has {what}")
+
+
+def _plural_channels(n: int) -> str:
+    return f"{n} channel" + ("" if n == 1 else "s")
+
+
+def _check_empty_classes(stages: dict[str, np.ndarray], names: list[str], allow: bool) -> None:
+    """A ConfigError naming the classes without training images, and the step that emptied
+    them (unless ``data.allow_empty_classes``)."""
+    final = list(stages.values())[-1]
+    empty = [c for c in range(len(names)) if final[c] == 0]
+    if not empty or allow:
+        return
+    causes = []
+    for step, counts in stages.items():
+        newly = [names[c] for c in empty if counts[c] == 0]
+        if newly:
+            causes.append(f"{', '.join(map(repr, newly))} ({step})")
+            empty = [c for c in empty if counts[c] != 0]
+    raise ConfigError(f"data: no training images for class {', '.join(causes)}; give every "
+                      "class a training image (e.g. a larger data.max_train) or set "
+                      "data.allow_empty_classes = true to train without them")
 
 
 def available_datasets(cfg: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -250,6 +358,7 @@ def available_datasets(cfg: Mapping[str, Any] | None = None) -> list[dict[str, A
         One ``{"name", "available", "location", "note"}`` per dataset, in a fixed order.
     """
     cfg = as_data_config(cfg)
+    _check_data_dir(cfg)
     out = []
     for name in DATASET_NAMES:
         if name in _NAMED:

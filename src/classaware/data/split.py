@@ -13,6 +13,7 @@ import numpy as np
 
 __all__ = [
     "allocate",
+    "balanced_holdout",
     "class_counts",
     "imbalance_counts",
     "imbalance_subsample",
@@ -160,10 +161,11 @@ def imbalance_counts(counts: Sequence[int] | np.ndarray, profile: str, ratio: fl
     n_max = max(counts)
     out = list(counts)
     for rank, c in enumerate(order):
+        # the release's own expressions (imb_factor = 1 / ratio), so the counts match it exactly
         if profile == "exp":
-            target = int(n_max * ratio ** (-rank / (num - 1)))
+            target = int(n_max * (1.0 / ratio) ** (rank / (num - 1.0)))
         else:
-            target = n_max if rank < num // 2 else int(n_max / ratio)
+            target = n_max if rank < num // 2 else int(n_max * (1.0 / ratio))
         out[c] = min(counts[c], max(target, 1))
     return out
 
@@ -184,3 +186,26 @@ def imbalance_subsample(y: np.ndarray, num_classes: int, profile: str, ratio: fl
         return np.arange(len(y), dtype=np.int64)
     keep = imbalance_counts(class_counts(y, num_classes), profile, ratio, order)
     return _pick(y, np.asarray(keep, dtype=np.int64), rng)
+
+
+def balanced_holdout(y: np.ndarray, exclude: np.ndarray, per_class: int, num_classes: int,
+                     rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of ``per_class`` random samples of every class among those not in ``exclude``.
+
+    A class with fewer than ``per_class`` samples outside ``exclude`` gives all it has (so the
+    result is balanced over the classes that can afford it, and disjoint from ``exclude``).
+
+    Examples
+    --------
+    >>> y = np.repeat(np.arange(3), 10)
+    >>> kept = imbalance_subsample(y, 3, "exp", 10, None, np.random.default_rng(0))
+    >>> val = balanced_holdout(y, kept, 4, 3, np.random.default_rng(1))
+    >>> np.bincount(y[kept]).tolist(), np.bincount(y[val]).tolist(), bool(np.intersect1d(kept, val).size)
+    ([10, 3, 1], [0, 4, 4], False)
+    """
+    y = np.asarray(y)
+    free = np.ones(len(y), dtype=bool)
+    free[np.asarray(exclude, dtype=np.int64)] = False
+    idx_free = np.flatnonzero(free)
+    take = np.minimum(class_counts(y[idx_free], num_classes), max(0, int(per_class)))
+    return idx_free[_pick(y[idx_free], take, rng)]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from classaware.data.bundle import RawData
+from classaware.data.config import check_path
 from classaware.data.split import stratified_split
 from classaware.errors import ConfigError
 
@@ -66,14 +69,15 @@ def load_arrays(path: str | Path) -> RawData:
     and are scaled by 255).  With ``class_names`` the labels must be indices into it;
     without, the sorted distinct labels become the classes.
     """
+    check_path("data.path", str(path), False, "an .npz file")
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"data.path: {path} does not exist (expected an .npz file)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (ValueError, OSError) as exc:
-        raise ConfigError(f"{path}: not a readable .npz file ({exc})") from exc
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        # a truncated archive: BadZipFile, EOFError or a zlib error, depending on where it ends
+        raise ConfigError(f"data.path: {path} is not a readable .npz file (truncated or "
+                          f"corrupt?): {exc}") from None
     missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
     if missing:
         raise ConfigError(f"{path}: missing arrays {missing} (has {sorted(arrays)})")
@@ -105,9 +109,8 @@ def load_arrays(path: str | Path) -> RawData:
     return RawData(x_tr, y_tr, x_te, y_te, names, kind, str(path))
 
 
-def _read_csv(path: Path, label_column: str) -> tuple[list[str], np.ndarray, np.ndarray]:
-    if not path.is_file():
-        raise ConfigError(f"{path} does not exist (expected a .csv file)")
+def _read_csv(path: Path, label_column: str, key: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    check_path(key, str(path), False, "a .csv file")
     with open(path, newline="") as f:
         reader = csv.reader(f)
         try:
@@ -155,10 +158,10 @@ def load_csv(path: str | Path, *, test_path: str | Path | None = None,
     ``test_fraction`` test split is carved with the fixed seed 0.
     """
     path = Path(path).expanduser()
-    feats, x_tr, lab_tr = _read_csv(path, label_column)
+    feats, x_tr, lab_tr = _read_csv(path, label_column, "data.path")
     if test_path is not None:
         tpath = Path(test_path).expanduser()
-        feats_te, x_te, lab_te = _read_csv(tpath, label_column)
+        feats_te, x_te, lab_te = _read_csv(tpath, label_column, "data.test_path")
         if feats_te != feats:
             raise ConfigError(f"{tpath}: columns {feats_te} differ from {path}'s {feats}")
         nums = [_numeric_labels(lab_tr), _numeric_labels(lab_te)]

@@ -43,10 +43,13 @@ LABELS = {
 
 
 def metric_label(metric: str) -> str:
-    """The column label of a metric key: ``recall[Shirt]`` → ``recall Shirt``."""
+    """The column label of a metric key: ``recall[Shirt]`` → ``recall Shirt``, ``recall[8]`` →
+    ``recall '8'`` (:func:`classaware.classes.class_label`)."""
+    from classaware.classes import class_label
+
     for prefix in ("recall", "precision"):
         if metric.startswith(prefix + "["):
-            return f"{prefix} {metric[len(prefix) + 1:-1]}"
+            return f"{prefix} {class_label(metric[len(prefix) + 1:-1])}"
     return LABELS.get(metric, metric)
 
 
@@ -160,6 +163,13 @@ class RunRecord:
     @property
     def train_seconds(self) -> float:
         return float(sum(float(h.get("seconds") or 0.0) for h in self.history))
+
+    @property
+    def diverged(self) -> dict[str, Any] | None:
+        """``final.json``'s divergence record (``epoch``, ``message``) of a run whose training
+        loss became non-finite, else None: such a run has no results and is listed apart."""
+        d = self.final.get("diverged")
+        return d if isinstance(d, dict) else None
 
 
 def load_run(run_dir: str | Path, *, variant: str, seed: int) -> RunRecord | None:

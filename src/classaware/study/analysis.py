@@ -20,7 +20,7 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +105,7 @@ class StudyAnalysis:
     agg: StudyAggregate | None
     threshold: dict[str, ThresholdSummary]
     heads: dict[str, str]
+    diverged: list[RunRecord] = field(default_factory=list)  # no results: listed apart
 
     @property
     def variants(self) -> list[str]:
@@ -194,12 +195,13 @@ def analyze(study: Study, out: str | Path) -> StudyAnalysis:
     planned = plan_runs(study, root)
     records: list[RunRecord] = []
     missing: list[str] = []
+    diverged: list[RunRecord] = []
     for p in planned:
         rec = load_run(p.run_dir, variant=p.variant, seed=p.seed)
         if rec is None:
             missing.append(p.name)
         else:
-            records.append(rec)
+            (diverged if rec.diverged else records).append(rec)
     variants = [v.name for v in study.variants]
     names = records[0].class_names if records else []
     important = [names[class_index(names, c)] for c in study.important] if records else []
@@ -216,4 +218,5 @@ def analyze(study: Study, out: str | Path) -> StudyAnalysis:
                 baseline=study.baseline, variants=variants)
     return StudyAnalysis(study=study, root=root, planned=planned, records=records,
                          missing=missing, class_names=names, important=important, groups=groups,
-                         agg=agg, threshold=threshold, heads=_heads(planned, records))
+                         agg=agg, threshold=threshold, heads=_heads(planned, records),
+                         diverged=diverged)

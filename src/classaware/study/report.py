@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from classaware.classes import class_label
 from classaware.study.aggregate import (
     NOT_FRACTION,
     Paired,
@@ -129,7 +130,7 @@ def threshold_table(a: StudyAnalysis, cname: str) -> tuple[list[str], list[list[
     """Per variant: its own test point, the baseline curve's accuracy at the same recall, the
     difference, and the val-chosen bias points for each target recall."""
     study = a.study
-    header = ["variant", f"recall {cname} (%)", "accuracy (%)",
+    header = ["variant", f"recall {class_label(cname)} (%)", "accuracy (%)",
               f"{study.baseline}+threshold acc at same recall (%)", "Δ acc vs threshold"]
     header += [f"target {tr:g}: test recall / acc (%)" for tr in study.target_recalls]
     rows = []
@@ -192,10 +193,12 @@ def csv_rows(a: StudyAnalysis) -> tuple[list[str], list[list[str]]]:
               + [f"test_{m}" for m in metric_keys] + ["val_accuracy", "val_balanced_accuracy"]
               + [f"test_recall[{c}]" for c in names] + thr_keys + ["train_seconds"])
     rows = []
+    diverged = {r.name for r in a.diverged}
     for p in a.planned:
         r = by_name.get(p.name)
         if r is None:
-            rows.append([p.name, p.variant, str(p.seed), "missing"] + [""] * (len(header) - 4))
+            status = "diverged" if p.name in diverged else "missing"
+            rows.append([p.name, p.variant, str(p.seed), status] + [""] * (len(header) - 4))
             continue
         m = run_metrics(r.final, important=imp, groups=a.groups, ordinal=study.ordinal)
         vm = run_metrics(r.final, split="val")
@@ -424,6 +427,9 @@ def _blocks(a: StudyAnalysis, images: dict[str, Path]) -> list[Block]:
     b.append(("p", _settings(a)))
     if a.missing:
         b.append(("p", f"Missing (unfinished or failed) runs: {', '.join(a.missing)}."))
+    if a.diverged:
+        b += [("p", "Diverged runs (a non-finite training loss; left out of every result):"),
+              ("list", [f"{r.name}: {r.diverged['message']}" for r in a.diverged])]
     if not a.records:
         return b
     b += _comparison_blocks(a) + _threshold_blocks(a, images)

@@ -63,7 +63,8 @@ def train(config: RunConfig | Mapping[str, Any] | str | Path | None = None, *,
     out : str or Path, optional
         The run directory; default ``runs/<date-time>-<loss>``.
     resume : bool
-        Continue the run in ``out`` from ``checkpoints/last.pt``.
+        Continue the run in ``out`` from its newest checkpoint that loads (a finished run is
+        left as it is; with nothing to continue the run starts again).
     quiet : bool
         No progress bar and no table at the end.
     **overrides

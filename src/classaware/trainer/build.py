@@ -234,12 +234,34 @@ def class_weight_values(loss: LossConfig, class_names: list[str], class_counts: 
     return [float(x) for x in w.tolist()]
 
 
+def _check_counts(cfg: RunConfig, class_names: list[str], counts: list[int]) -> None:
+    """What is computed from the training counts needs every class in training (a class kept
+    without images by ``data.allow_empty_classes`` has no weight or margin)."""
+    empty = [class_names[i] for i, n in enumerate(counts) if n == 0]
+    if not empty:
+        return
+    users = []
+    if cfg.loss.class_weight in ("inverse_frequency", "class_balanced"):
+        users.append(f"loss.class_weight = {cfg.loss.class_weight!r}")
+    if cfg.train.drw_epoch is not None:
+        users.append("train.drw_epoch (DRW's class-balanced weights)")
+    if cfg.loss.spec.needs_counts:
+        users.append(f"loss {cfg.loss.name!r}")
+    if users:
+        raise ConfigError(f"{users[0].split(' ')[0]}: {' and '.join(users)} "
+                          f"{'is' if len(users) == 1 else 'are'} computed from the training "
+                          f"counts, and class {', '.join(map(repr, empty))} has no training "
+                          "images; give every class a training image or choose settings that "
+                          "do not use the counts")
+
+
 def build_loss(cfg: RunConfig, class_names: list[str], counts: list[int], important: list[int],
                device: torch.device) -> tuple[nn.Module, Tensor | None]:
     """The loss module on ``device`` and the DRW weight (None without ``train.drw_epoch``)."""
     from classaware.losses import create
     from classaware.weights import class_balanced
 
+    _check_counts(cfg, class_names, counts)
     kwargs = loss_kwargs(cfg.loss, class_names, counts, important)
     weight = class_weight_values(cfg.loss, class_names, counts, important)
     if weight is not None:

@@ -12,7 +12,9 @@ Example
 
 from __future__ import annotations
 
+import os
 import random
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,8 @@ import torch
 from classaware._io import atomic_write
 from classaware.errors import ConfigError
 
-__all__ = ["load_checkpoint", "rng_state", "run_dir_problem", "save_checkpoint", "saved_checkpoint",
-           "saved_config", "set_rng_state"]
+__all__ = ["load_checkpoint", "newest", "resume_candidates", "rng_state", "run_dir_problem",
+           "save_checkpoint", "saved_checkpoint", "saved_config", "set_rng_state"]
 
 
 def saved_config(run_dir: str | Path, what: str) -> Path:
@@ -52,14 +54,74 @@ def saved_checkpoint(run_dir: str | Path) -> Path:
                       "last.pt): the run has not finished an epoch")
 
 
+#: what a run directory holds once a run has started training (any of them)
+_RUN_FILES = ("metrics.jsonl", "final.json", "checkpoints/last.pt", "checkpoints/best.pt")
+
+
 def run_dir_problem(run_dir: Path, *, resume: bool) -> str | None:
-    """Why training into ``run_dir`` cannot start (None when it can)."""
-    last = run_dir / "checkpoints" / "last.pt"
-    if resume and not last.is_file():
-        return f"--resume: no checkpoint at {last}"
-    if not resume and ((run_dir / "metrics.jsonl").exists() or last.exists()):
-        return f"{run_dir} already holds a run; use --resume to continue it or choose another --out"
+    """Why training into ``run_dir`` cannot start (None when it can).
+
+    The directory (and ``checkpoints/``) is created here and a file is written and removed in
+    it, so an unusable ``--out`` (a file, a path under a file, a read-only or immutable
+    directory) is one line before anything heavy runs.  Without ``resume`` a directory that
+    already holds a run is refused; with ``resume`` every state is usable (see
+    :func:`resume_candidates`).
+    """
+    unusable = _unwritable(run_dir)
+    if unusable:
+        return unusable
+    if not resume and any((run_dir / f).exists() for f in _RUN_FILES):
+        return (f"{run_dir} already holds a run; use --resume to continue it (it starts again "
+                "when nothing can be continued) or choose another --out")
     return None
+
+
+def _unwritable(run_dir: Path) -> str | None:
+    for p in (run_dir, *run_dir.parents):  # the nearest existing ancestor must be a directory
+        if p.exists() or p.is_symlink():
+            if not p.is_dir():
+                where = "is a file" if p == run_dir else f"is under {str(p)!r}, a file"
+                return f"--out: {str(run_dir)!r} {where}, not a directory"
+            break
+    try:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=run_dir / "checkpoints"):
+            pass
+    except OSError as exc:
+        return f"--out: cannot write in {str(run_dir)!r}: {exc.strerror or exc}"
+    return None
+
+
+def resume_candidates(run_dir: str | Path) -> tuple[dict[str, dict], list[str]]:
+    """The readable checkpoints of ``run_dir`` (``{"last.pt": state, "best.pt": state}``,
+    those present) and one line for each unreadable one, which is moved aside to
+    ``NAME.unreadable`` (kept, never deleted).
+
+    ``--resume`` continues from the newest *resumable* one (:func:`newest`); with none it
+    starts the run again.
+    """
+    ck = Path(run_dir) / "checkpoints"
+    found: dict[str, dict] = {}
+    notes: list[str] = []
+    for name in ("last.pt", "best.pt"):
+        path = ck / name
+        if not path.is_file():
+            continue
+        try:
+            found[name] = load_checkpoint(path)
+        except ConfigError as exc:
+            aside = path.with_name(name + ".unreadable")
+            os.replace(path, aside)
+            notes.append(f"{exc} (moved aside to {aside.name})")
+    return found, notes
+
+
+def newest(states: dict[str, dict]) -> dict | None:
+    """The resumable state (it has ``optimizer``) with the largest ``(epoch, step)``, or None.
+
+    ``best.pt`` files of older versions hold the model only and are not resumable."""
+    ok = [s for s in states.values() if "optimizer" in s]
+    return max(ok, key=lambda s: (int(s["epoch"]), int(s.get("step", 0))), default=None)
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:

@@ -74,6 +74,9 @@ SCHEDULES = ("constant", "step", "cosine")
 CLASS_WEIGHTS = ("none", "inverse_frequency", "class_balanced", "important")
 SELECT_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "important_recall_mean")
 AMP_MODES = ("auto", "bf16", "none")
+SELECT_RULES = ("best", "last")
+#: ``train.num_threads`` at most (the largest machines have a few hundred cores)
+MAX_THREADS = 1024
 SIMILARITY_KINDS = {"groups": ("kind", "groups", "within"), "ordinal": ("kind", "reduction_factor"),
                     "matrix": ("kind", "matrix")}
 #: Loss constructor parameters the trainer fills itself, and those that are not settable.
@@ -220,7 +223,7 @@ class TrainConfig(Section):
     amp: str = setting("auto", choice(AMP_MODES))
     log_interval: int = setting(50, integer(lo=1))
     progress: bool | str = setting("auto", tristate)
-    num_threads: int = setting(0, integer(lo=0))
+    num_threads: int = setting(0, integer(lo=0, hi=MAX_THREADS))
     checkpoint_every: int = setting(1, integer(lo=1))
 
     def _check(self, prefix: str) -> None:
@@ -240,8 +243,13 @@ def _shots(key: str, v: Any) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class EvalConfig(Section):
-    """``[eval]``: model selection and the shot buckets."""
+    """``[eval]``: model selection and the shot buckets.
 
+    ``select = "best"``: the model of the epoch with the highest ``select_metric`` on
+    validation (training metrics without a validation split); ``"last"``: the last epoch's.
+    """
+
+    select: str = setting("best", choice(SELECT_RULES, "a rule among"))
     select_metric: str = setting("accuracy", choice(SELECT_METRICS, "a metric among"))
     shot_thresholds: tuple[int, int] = setting((100, 20), _shots)
     test: bool = setting(True, boolean)

@@ -2,13 +2,14 @@
 
 :func:`run_training` is a short sequence of named steps over one :class:`TrainState`:
 
-1. **prepare** the run directory (a fresh run refuses a directory that holds one; ``resume``
-   needs ``checkpoints/last.pt``);
+1. **prepare** the run directory (created and probed for writing; a fresh run refuses a
+   directory that holds one; ``resume`` continues from the newest checkpoint that loads, leaves
+   a finished run as it is, or starts again when there is nothing to continue: :func:`_prepare`);
 2. **build**: load the data (or take the preloaded ``data``), resolve the important classes,
    seed python/numpy/torch with ``seed``, build the loss, the model, the optimizer
    (:mod:`.build`, :mod:`.optim`), fit the normaliser ``x_hat = (x - mean) / std`` (per channel
    for images, per feature for vectors) on the training set;
-3. **restore** ``checkpoints/last.pt`` when resuming (weights, optimizer, random states, the
+3. **restore** the chosen checkpoint when resuming (weights, optimizer, random states, the
    partial epoch's totals), so a resumed run ends with the same weights as an uninterrupted one
    (CPU, bit for bit);
 4. per epoch, **train one epoch**: set the lr (``optim.lr_at``), switch the loss weight to
@@ -17,12 +18,17 @@
    in-memory tensors, augment on tensors, forward (bf16 autocast on CUDA), backward, step; the
    running loss and training confusion matrix stay on the device and are read once per
    ``log_interval`` steps;
-5. **evaluate** on validation from one confusion matrix (training metrics when there is no
-   validation split; never test) and append one JSON line to ``metrics.jsonl``;
-6. **checkpoint**: ``best.pt`` when ``eval.select_metric`` improves, ``last.pt`` every
-   ``checkpoint_every`` epochs (one builder, :func:`_checkpoint`, for both);
+5. **end the epoch**: a non-finite training loss stops the run (``final.json`` records the
+   divergence, :class:`~classaware.errors.TrainingDiverged`); else evaluate on validation from
+   one confusion matrix (training metrics when there is no validation split; never test) and
+   append one JSON line to ``metrics.jsonl``;
+6. **select and checkpoint**: ``best.pt`` (the run's model: when ``eval.select_metric``
+   improves, or every epoch with ``eval.select = "last"``), ``last.pt`` every
+   ``checkpoint_every`` epochs (one builder, :func:`_checkpoint`, for both; both resumable);
 7. **finish**: reload ``best.pt``, evaluate validation and test, write ``outputs.npz`` then
    ``final.json`` (atomically, last), print the per-class table.
+
+The effective batch is ``min(train.batch_size, N_train)``.
 
 Epochs are 0-based in the code and in the config (``milestones``, ``drw_epoch``); the ``epoch``
 field of ``metrics.jsonl`` and ``best_epoch`` count completed epochs (1-based).
@@ -41,6 +47,7 @@ Example
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import signal
@@ -57,7 +64,7 @@ import torch
 from torch import Tensor, nn
 
 from classaware._io import atomic_save_npz, atomic_write_json, atomic_write_text, clean_tmp
-from classaware.errors import ConfigError
+from classaware.errors import ConfigError, TrainingDiverged
 from classaware.trainer import distributed as dist_utils
 from classaware.trainer.augment import augment_batch, resolve_augment
 from classaware.trainer.build import (
@@ -71,6 +78,8 @@ from classaware.trainer.build import (
 )
 from classaware.trainer.checkpoint import (
     load_checkpoint,
+    newest,
+    resume_candidates,
     rng_state,
     run_dir_problem,
     save_checkpoint,
@@ -140,6 +149,7 @@ class TrainState:
     norm_cpu: Normalizer
     data_gen: torch.Generator
     steps_per_epoch: int
+    batch_size: int                     # train.batch_size, capped at the training-set size
     augment: tuple[int, bool]           # (crop_padding, flip)
     base_weight: Tensor | None          # the loss weight before DRW
     ones: Tensor                        # index_add_ source for the training confusion matrix
@@ -207,7 +217,8 @@ def run_training(cfg: RunConfig | Mapping[str, Any], out_dir: str | Path, *, res
     out_dir : path
         The run directory (created).  Without ``resume`` it must not hold a run already.
     resume : bool
-        Continue from ``out_dir/checkpoints/last.pt`` (exactly where it stopped).
+        Continue from the newest checkpoint of ``out_dir`` that loads (exactly where it
+        stopped), leave a finished run as it is, or start again (see :func:`_prepare`).
     quiet : bool
         No progress bar, no per-epoch lines, no final table.
     data : DataBundle, optional
@@ -221,8 +232,18 @@ def run_training(cfg: RunConfig | Mapping[str, Any], out_dir: str | Path, *, res
     -------
     RunResult
         ``final`` is the content of ``final.json``; ``interrupted`` tells a stopped run.
+
+    Raises
+    ------
+    ConfigError
+        A run directory that cannot be used, data or settings that cannot train.
+    OSError
+        A file-system failure (a full disk, ...), naming the file being written.
+    TrainingDiverged
+        A non-finite training loss (``final.json`` records it).
     """
     cfg = load_config(cfg)
+    cfg = dataclasses.replace(cfg, data=cfg.data.resolved())  # config.toml records where the data is
     device = resolve_device(cfg.train.device)
     info = dist_utils.setup(device.type)
     if info.enabled and device.type == "cuda":
@@ -231,13 +252,19 @@ def run_training(cfg: RunConfig | Mapping[str, Any], out_dir: str | Path, *, res
         torch.set_num_threads(cfg.train.num_threads)
     try:
         run_dir = Path(out_dir)
-        problem = dist_utils.broadcast_object(
-            run_dir_problem(run_dir, resume=resume) if info.is_main else None, info)
-        if problem:
-            raise ConfigError(str(problem))
+        plan = dist_utils.broadcast_object(
+            _prepare(run_dir, cfg, resume) if info.is_main else None, info)
+        assert isinstance(plan, _Plan)
+        if plan.error is not None:
+            raise plan.error
+        if info.is_main:
+            for note in plan.notes:
+                print(f"classaware: {note}", flush=True)
+        if plan.final is not None:  # a finished run: nothing to do, nothing re-tested
+            return RunResult(run_dir, cfg, plan.final if info.is_main else {}, False)
         st = _build_state(cfg, run_dir, data, device, info, callbacks or (), quiet)
         if resume:
-            _restore(st)
+            _restore(st, plan)
         _write_run_files(st)
         with _StopRequest(st):
             while st.epoch < cfg.train.epochs and not st.stop_requested:
@@ -259,6 +286,72 @@ def run_training(cfg: RunConfig | Mapping[str, Any], out_dir: str | Path, *, res
         dist_utils.teardown(info)
 
 
+@dataclass
+class _Plan:
+    """What the prepare step found in the run directory (rank 0 decides, every rank follows)."""
+
+    error: Exception | None = None      # raised on every rank
+    final: dict | None = None           # a finished run's final.json: nothing to do
+    state: dict | None = None           # the checkpoint to resume from (None: start again)
+    best_on_disk: int | None = None     # the epoch whose model checkpoints/best.pt holds
+    notes: list[str] = field(default_factory=list)  # lines to print
+
+
+def _prepare(run_dir: Path, cfg: RunConfig, resume: bool) -> _Plan:
+    """Step 1 (rank 0): check the run directory and decide where the run starts.
+
+    One rule for every state a run directory can be left in: ``--resume`` continues from the
+    newest checkpoint that loads (``last.pt`` or ``best.pt``; an unreadable one is moved
+    aside), or starts the run again when there is none; a finished run (``final.json``) is left
+    as it is when ``train.epochs`` is its epoch count, extended when larger, and a smaller
+    ``train.epochs`` is refused (a run cannot be shortened).
+    """
+    try:
+        problem = run_dir_problem(run_dir, resume=resume)
+        if problem or not resume:
+            return _Plan(error=ConfigError(problem) if problem else None)
+        final = _read_final(run_dir)
+        done = int(final["epochs"]) if final else 0
+        if final and final.get("diverged"):
+            return _Plan(error=TrainingDiverged(f"{run_dir} has diverged: "
+                                                f"{final['diverged']['message']}"))
+        if final and cfg.train.epochs == done:
+            return _Plan(final=final, notes=[
+                f"{run_dir} is finished ({_plural(done, 'epoch')}, best epoch "
+                f"{final['best_epoch']}): nothing to do; to train it longer, resume it with "
+                f"--set train.epochs=N (N > {done})"])
+        states, notes = resume_candidates(run_dir)
+        state = newest(states)
+        done = max(done, int(state["epoch"]) if state else 0)
+        if cfg.train.epochs < done:
+            return _Plan(error=ConfigError(
+                f"train.epochs = {cfg.train.epochs}, but {run_dir} has trained "
+                f"{_plural(done, 'epoch')}: a run cannot be shortened; train "
+                f"{_plural(cfg.train.epochs, 'epoch')} in a new run (another --out)"))
+        if state is None:
+            notes.append(f"{run_dir}: no checkpoint to resume from; starting the run again "
+                         "from epoch 1")
+        best = states.get("best.pt")
+        return _Plan(state=state, notes=notes,
+                     best_on_disk=int(best["epoch"]) if best is not None else None)
+    except (ConfigError, OSError) as exc:
+        return _Plan(error=exc)
+
+
+def _read_final(run_dir: Path) -> dict | None:
+    """``final.json`` of ``run_dir`` (None when absent or unreadable: the run is not finished)."""
+    try:
+        final = json.loads((run_dir / "final.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return final if isinstance(final, dict) and "epochs" in final else None
+
+
+def _plural(n: int, word: str) -> str:
+    """``"1 epoch"``, ``"3 epochs"``."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def _build_state(cfg: RunConfig, run_dir: Path, data: Any, device: torch.device,
                  info: dist_utils.DistInfo, callbacks: Sequence[Callback],
                  quiet: bool) -> TrainState:
@@ -273,7 +366,10 @@ def _build_state(cfg: RunConfig, run_dir: Path, data: Any, device: torch.device,
     n_train = x_train.shape[0]
     if n_train == 0:
         raise ConfigError("the training set is empty")
-    batch_size = cfg.train.batch_size
+    # the effective batch: never more than the training set (nothing is sized by the setting)
+    batch_size = min(cfg.train.batch_size, n_train)
+    _check_batch_norm(cfg, parts.model, batch_size, n_train, info.world_size)
+    _check_selection(cfg, parts)
     steps = math.ceil(n_train / batch_size)
     if steps > 1 and n_train - (steps - 1) * batch_size < 2 * info.world_size:
         steps -= 1  # a last batch too small for batch norm (per rank) is dropped
@@ -287,10 +383,10 @@ def _build_state(cfg: RunConfig, run_dir: Path, data: Any, device: torch.device,
                           else None)
     augment = resolve_augment(cfg.train, dataset=cfg.data.name, kind=getattr(data, "kind", "image"),
                               input_shape=tuple(data.input_shape))
-    ones = torch.ones(min(batch_size, n_train), dtype=torch.int64, device=device)
+    ones = torch.ones(batch_size, dtype=torch.int64, device=device)
     st = TrainState(cfg, run_dir, info, parts, build_optimizer(parts.model.parameters(), cfg.optim),
                     train_model, Normalizer.fit(x_train.cpu()),
-                    torch.Generator(device=x_train.device), steps, augment,
+                    torch.Generator(device=x_train.device), steps, batch_size, augment,
                     getattr(parts.loss_fn, "weight", None), ones, callbacks, quiet,
                     best={"score": -math.inf, "epoch": 0,
                           "split": "val" if parts.x["val"].shape[0] > 0 else "train"})
@@ -298,25 +394,81 @@ def _build_state(cfg: RunConfig, run_dir: Path, data: Any, device: torch.device,
     return st
 
 
-def _restore(st: TrainState) -> None:
-    """Continue from ``last.pt``: weights, optimizer, normaliser, random states, progress."""
-    state = load_checkpoint(st.run_dir / "checkpoints" / "last.pt") if st.info.is_main else None
-    state = dist_utils.broadcast_object(state, st.info)
-    assert isinstance(state, dict)
-    if list(state["class_names"]) != st.parts.class_names:
-        raise ConfigError("--resume: the data's classes differ from the checkpoint's")
-    st.parts.model.load_state_dict(state["model"])
-    st.optimizer.load_state_dict(state["optimizer"])
-    st.set_norm(Normalizer.from_state(state["normalization"]))
-    st.epoch, st.step = int(state["epoch"]), int(state["step"])
-    st.best, st.accum = dict(state["best"]), state.get("accum")
-    st.elapsed = float(state.get("seconds", 0.0))
-    set_rng_state(state["rng"])  # the data generator is set when its epoch starts
-    st.resume_gen_state = state["rng"].get("data_generator")
+def _check_batch_norm(cfg: RunConfig, model: nn.Module, batch_size: int, n_train: int,
+                      world_size: int) -> None:
+    """Batch norm needs at least 2 images per batch (and rank) to compute its statistics."""
+    per_rank = batch_size // world_size
+    if per_rank >= 2 or not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                for m in model.modules()):
+        return
+    need = 2 * world_size
+    where = " per rank" if world_size > 1 else ""
+    if n_train < need:
+        raise ConfigError(f"data: the training set has {_plural(n_train, 'image')}, but model "
+                          f"{cfg.model.name!r} uses batch norm, which needs at least 2 per "
+                          f"batch{where}")
+    raise ConfigError(f"train.batch_size: model {cfg.model.name!r} uses batch norm, which needs "
+                      f"at least 2 images per batch{where}; set train.batch_size >= {need} "
+                      f"(got {cfg.train.batch_size})")
+
+
+def _check_selection(cfg: RunConfig, parts: RunParts) -> None:
+    """Selection by the important classes' validation recall needs each of them in validation."""
+    if cfg.eval.select != "best" or cfg.eval.select_metric != "important_recall_mean":
+        return
+    y_val = parts.y["val"]
+    if y_val.shape[0] == 0:
+        return  # selected on the training metrics
+    counts = torch.bincount(y_val.cpu(), minlength=len(parts.class_names)).tolist()
+    absent = [parts.class_names[i] for i in parts.important if counts[i] == 0]
+    if absent:
+        raise ConfigError(f"eval.select_metric: \"important_recall_mean\" needs validation "
+                          f"images of every important class, and {', '.join(map(repr, absent))} "
+                          "has none; choose another select_metric, or data.val_from = \"train\"")
+
+
+def _restore(st: TrainState, plan: _Plan) -> None:
+    """Continue from the checkpoint the prepare step chose (weights, optimizer, normaliser,
+    random states, progress), or from nothing (the run starts again); ``metrics.jsonl`` keeps
+    the lines of the epochs done (rewritten atomically)."""
+    state = plan.state
+    if state is not None:
+        if list(state["class_names"]) != st.parts.class_names:
+            raise ConfigError("--resume: the data's classes differ from the checkpoint's")
+        st.parts.model.load_state_dict(state["model"])
+        st.optimizer.load_state_dict(state["optimizer"])
+        st.set_norm(Normalizer.from_state(state["normalization"]))
+        st.epoch, st.step = int(state["epoch"]), int(state["step"])
+        st.best, st.accum = dict(state["best"]), state.get("accum")
+        st.elapsed = float(state.get("seconds", 0.0))
+        set_rng_state(state["rng"])  # the data generator is set when its epoch starts
+        st.resume_gen_state = state["rng"].get("data_generator")
     if st.info.is_main:
         _truncate_jsonl(st.run_dir / "metrics.jsonl", st.epoch)
-    st.say(f"classaware: resuming {st.run_dir} at epoch {st.epoch + 1}"
-           + (f", step {st.step}" if st.step else ""))
+        if state is not None:
+            _reconcile_best(st, plan.best_on_disk)
+    if state is not None:
+        st.best = dist_utils.broadcast_object(st.best, st.info)
+        st.say(f"classaware: resuming {st.run_dir} at epoch {st.epoch + 1}"
+               + (f", step {st.step}" if st.step else ""))
+
+
+def _reconcile_best(st: TrainState, best_on_disk: int | None) -> None:
+    """Make ``best.pt`` hold the model ``st.best`` names (rank 0, after a restore).
+
+    It does unless a crash or an unreadable file got in between: when the restored state *is*
+    the best model (the end of the best epoch) it is written again; otherwise that model is
+    lost and selection starts again with the next epoch (said in one line).
+    """
+    want = int(st.best["epoch"])
+    if want == 0 or best_on_disk == want:
+        return
+    if want == st.epoch and st.step == 0:
+        save_checkpoint(st.run_dir / "checkpoints" / "best.pt", _checkpoint(st))
+        return
+    print(f"classaware: checkpoints/best.pt does not hold the model of best epoch {want}; "
+          f"model selection starts again with epoch {st.epoch + 1}", flush=True)
+    st.best = {"score": -math.inf, "epoch": 0, "split": st.best["split"]}
 
 
 def _write_run_files(st: TrainState) -> None:
@@ -329,10 +481,18 @@ def _write_run_files(st: TrainState) -> None:
         dump_config(st.cfg, st.run_dir / "config.toml")
         (st.run_dir / "final.json").unlink(missing_ok=True)
     cfg, x, info = st.cfg, st.parts.x, st.info
+    capped = st.batch_size < cfg.train.batch_size
     st.say(f"classaware: {cfg.data.name} ({x['train'].shape[0]} train, {x['val'].shape[0]} val, "
            f"{x['test'].shape[0]} test), {cfg.model.name}/{cfg.model.head}, loss {cfg.loss.name}, "
-           f"{cfg.train.epochs} epochs on {st.parts.device}"
+           f"{_plural(cfg.train.epochs, 'epoch')}, batch {st.batch_size}"
+           + (" (the training set)" if capped else "") + f" on {st.parts.device}"
            + (f" x{info.world_size} ranks" if info.enabled else ""))
+    meta = getattr(st.parts.data, "meta", {}) or {}
+    if meta.get("val_short"):
+        names = st.parts.class_names
+        short = ", ".join(f"{names[c]!r} {n}" for c, n in meta["val_short"].items())
+        st.say(f"classaware: validation: {meta['val_per_class']} images per class from those the "
+               f"imbalance leaves unused; fewer where it leaves fewer: {short}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -412,7 +572,7 @@ def _train_epoch(st: TrainState) -> tuple[dict, Tensor] | None:
 
 def _train_step(st: TrainState, perm: Tensor, tot: _Totals) -> None:
     """One optimizer step on batch ``st.step`` of ``perm`` (this rank's shard of it)."""
-    parts, info, bs = st.parts, st.info, st.cfg.train.batch_size
+    parts, info, bs = st.parts, st.info, st.batch_size
     x_train, y_train = parts.x["train"], parts.y["train"]
     idx_global = perm[st.step * bs:(st.step + 1) * bs]
     idx = dist_utils.shard_batch(idx_global, info.rank, info.world_size)
@@ -478,6 +638,8 @@ def _end_epoch(st: TrainState, record: dict, train_cm: Tensor, t0: float) -> Non
     """Validation (or training) metrics, model selection, ``metrics.jsonl``, callbacks,
     checkpoints."""
     cfg, parts = st.cfg, st.parts
+    if not math.isfinite(record["train_loss"]):
+        _diverged(st, record)
     select = cfg.eval.select_metric
     if st.best["split"] == "val":
         ev = evaluate_split(parts.model, "val", st.norm, parts, cfg, st.info)
@@ -490,11 +652,13 @@ def _end_epoch(st: TrainState, record: dict, train_cm: Tensor, t0: float) -> Non
         record["val"] = None
         record["train"] = {k: train_metrics[k] for k in ("balanced_accuracy", "macro_f1")}
         score = select_value(train_metrics, select, parts.important)
-    improved = math.isfinite(score) and score > st.best["score"] or st.best["epoch"] == 0
+    # "best": strictly better (the first epoch always counts); "last": every epoch
+    improved = (cfg.eval.select == "last" or st.best["epoch"] == 0
+                or (math.isfinite(score) and score > st.best["score"]))
     if improved:
         st.best = {"score": score, "epoch": st.epoch + 1, "split": st.best["split"]}
-    record["select"] = {"metric": select, "split": st.best["split"], "value": score,
-                        "best_epoch": st.best["epoch"]}
+    record["select"] = {"rule": cfg.eval.select, "metric": select, "split": st.best["split"],
+                        "value": score, "best_epoch": st.best["epoch"]}
     st.elapsed += time.perf_counter() - t0
     record["seconds"] = time.perf_counter() - t0
     st.epoch, st.step = st.epoch + 1, 0
@@ -505,8 +669,8 @@ def _end_epoch(st: TrainState, record: dict, train_cm: Tensor, t0: float) -> Non
     _agree_on_stop(st)
     if st.info.is_main:
         ckpt_dir = st.run_dir / "checkpoints"
-        if improved:
-            save_checkpoint(ckpt_dir / "best.pt", _checkpoint(st, resumable=False))
+        if improved:  # resumable too: --resume continues from the newest checkpoint
+            save_checkpoint(ckpt_dir / "best.pt", _checkpoint(st))
         if (st.epoch % cfg.train.checkpoint_every == 0 or st.epoch == cfg.train.epochs
                 or st.stop_requested):
             save_checkpoint(ckpt_dir / "last.pt", _checkpoint(st))
@@ -518,20 +682,17 @@ def _end_epoch(st: TrainState, record: dict, train_cm: Tensor, t0: float) -> Non
            + ("  [DRW]" if record["drw"] else ""))
 
 
-def _checkpoint(st: TrainState, *, accum: dict | None = None, resumable: bool = True) -> dict:
-    """The one checkpoint builder: the model (``best.pt``), plus, when ``resumable``, everything
-    ``--resume`` needs (``last.pt``: optimizer, random states, progress, partial totals)."""
+def _checkpoint(st: TrainState, *, accum: dict | None = None) -> dict:
+    """The one checkpoint builder (``best.pt`` and ``last.pt``): the model and everything
+    ``--resume`` needs (optimizer, random states, progress, a stopped epoch's partial totals)."""
     model = st.parts.model
-    state: dict[str, Any] = {
+    return {
         "format": CHECKPOINT_FORMAT, "epoch": st.epoch, "model": model.state_dict(),
         "normalization": st.norm_cpu.state_dict(), "best": st.best,
         "select_metric": st.cfg.eval.select_metric, "class_names": st.parts.class_names,
-        "head_type": getattr(model, "head_type", None)}
-    if resumable:
-        state.update(step=st.step, optimizer=st.optimizer.state_dict(), accum=accum,
-                     rng=rng_state(st.data_gen), seconds=st.elapsed,
-                     train_class_counts=st.parts.counts, config=st.cfg.to_dict())
-    return state
+        "head_type": getattr(model, "head_type", None), "step": st.step,
+        "optimizer": st.optimizer.state_dict(), "accum": accum, "rng": rng_state(st.data_gen),
+        "seconds": st.elapsed, "train_class_counts": st.parts.counts, "config": st.cfg.to_dict()}
 
 
 def _append_jsonl(path: Path, record: dict) -> None:
@@ -563,7 +724,7 @@ def _truncate_jsonl(path: Path, max_epoch: int) -> None:
 
 
 def _finish(st: TrainState) -> dict:
-    """Evaluate val + test with the best weights; write outputs.npz, then final.json; print."""
+    """Evaluate val + test with the selected weights; write outputs.npz, then final.json; print."""
     cfg, parts, model = st.cfg, st.parts, st.parts.model
     model.load_state_dict(load_checkpoint(st.run_dir / "checkpoints" / "best.pt")["model"])
     one = dist_utils.DistInfo()  # rank 0 alone: no collectives
@@ -578,19 +739,8 @@ def _finish(st: TrainState) -> dict:
             arrays[f"{split}_outputs"] = np.zeros((0, c), dtype=np.float32)
             arrays[f"{split}_targets"] = np.zeros((0,), dtype=np.int64)
     atomic_save_npz(st.run_dir / "outputs.npz", **arrays)
-    best = st.best
-    final = {
-        "class_names": parts.class_names, "train_class_counts": parts.counts,
-        "important_classes": parts.important,
-        "important_class_names": [parts.class_names[i] for i in parts.important],
-        "best_epoch": best["epoch"], "best_score": best["score"],
-        "select_metric": cfg.eval.select_metric, "selected_on": best["split"],
-        "head_type": getattr(model, "head_type", None), "loss": cfg.loss.name,
-        "loss_config": cfg.loss.to_dict(), "model": cfg.model.name, "dataset": cfg.data.name,
-        "epochs": cfg.train.epochs, "seconds": st.elapsed, "world_size": st.info.world_size,
-        "val": results["val"]["metrics"] if "val" in results else None,
-        "test": results["test"]["metrics"] if "test" in results else None,
-    }
+    final = _final_record(st)
+    final.update({s: results[s]["metrics"] if s in results else None for s in ("val", "test")})
     if getattr(model, "head_type", "linear") == "cosine":
         final["angles"] = {s: results[s].get("angles") if s in results else None
                            for s in ("val", "test")}
@@ -601,8 +751,41 @@ def _finish(st: TrainState) -> dict:
 
         split = "test" if final.get("test") else "val"
         if final.get(split):
-            print(f"\n{split} (best epoch {best['epoch']}, selected on {best['split']} "
-                  f"{final['select_metric']}):")
+            rule = (f"selected on {st.best['split']} {final['select_metric']}"
+                    if cfg.eval.select == "best" else "the last epoch's model")
+            print(f"\n{split} (best epoch {st.best['epoch']}, {rule}):")
             print(format_table(final[split], parts.class_names, important=parts.important))
         print(f"run written to {st.run_dir}", flush=True)
     return final
+
+
+def _final_record(st: TrainState) -> dict:
+    """What ``final.json`` says about the run besides its metrics."""
+    cfg, parts, best = st.cfg, st.parts, st.best
+    return {
+        "class_names": parts.class_names, "train_class_counts": parts.counts,
+        "important_classes": parts.important,
+        "important_class_names": [parts.class_names[i] for i in parts.important],
+        "best_epoch": best["epoch"], "best_score": best["score"], "select": cfg.eval.select,
+        "select_metric": cfg.eval.select_metric, "selected_on": best["split"],
+        "head_type": getattr(parts.model, "head_type", None), "loss": cfg.loss.name,
+        "loss_config": cfg.loss.to_dict(), "model": cfg.model.name, "dataset": cfg.data.name,
+        "epochs": st.epoch, "seconds": st.elapsed, "world_size": st.info.world_size}
+
+
+def _diverged(st: TrainState, record: dict) -> None:
+    """A non-finite epoch loss: record it in final.json (rank 0; no metrics, no test) and stop
+    with :class:`TrainingDiverged` on every rank.  The checkpoints keep the last finite state."""
+    cfg, loss = st.cfg, record["train_loss"]
+    msg = (f"training diverged in epoch {st.epoch + 1} of {cfg.train.epochs}: the training loss "
+           f"is {loss}; lower optim.lr (it is {cfg.optim.lr:g}"
+           + (f"; {record['lr']:g} in this epoch" if record["lr"] != cfg.optim.lr else "") + ")"
+           + (f" or optim.weight_decay ({cfg.optim.weight_decay:g})"
+              if cfg.optim.weight_decay * record["lr"] >= 1 else "")
+           + " and train it again in a new run")
+    if st.info.is_main:
+        final = _final_record(st)
+        final.update(val=None, test=None, diverged={
+            "epoch": st.epoch + 1, "train_loss": str(loss), "lr": record["lr"], "message": msg})
+        atomic_write_json(st.run_dir / "final.json", jsonable(final))
+    raise TrainingDiverged(msg)
