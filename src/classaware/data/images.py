@@ -22,7 +22,7 @@ _GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 def _pil() -> Any:
     try:
         from PIL import Image
-    except ImportError as exc:  # pragma: no cover - Pillow comes with matplotlib
+    except ImportError as exc:  # pragma: no cover - Pillow is a dependency
         raise ConfigError("reading png/jpg images needs Pillow: pip install pillow") from exc
     return Image
 

@@ -20,11 +20,11 @@ Example
 -------
 >>> import torch
 >>> class_probabilities([90, 9, 1], "sqrt").round(decimals=3).tolist()
-[0.719, 0.216, 0.072]
+[0.703, 0.222, 0.074]
 >>> y = torch.tensor([0] * 90 + [1] * 9 + [2])
 >>> order = epoch_order(y, 3, "class_balanced", torch.Generator().manual_seed(0))
 >>> order.shape, torch.bincount(y[order], minlength=3).tolist()
-(torch.Size([100]), [36, 31, 33])
+(torch.Size([100]), [32, 39, 29])
 """
 
 from __future__ import annotations

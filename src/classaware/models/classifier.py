@@ -329,7 +329,8 @@ def build_model(cfg: ModelConfig | Mapping[str, Any] | None, input_shape: Sequen
     c = c.resolved(shape)
     if (backbone is not None) != (c.name == PYTHON):
         raise ConfigError("model.name: \"python\" means the backbone is passed from Python "
-                          "(classaware.train(cfg, model=module)); none was passed"
+                          "and none was passed: classaware.train(cfg, model=module), "
+                          "evaluate_run(run_dir, model=module)"
                           if backbone is None else
                           f"model.name: a backbone instance needs model.name = \"python\", "
                           f"got {c.name!r}")

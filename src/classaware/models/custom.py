@@ -101,8 +101,8 @@ def build_factory(name: str, kwargs: Mapping[str, Any], input_shape: tuple[int, 
     except Exception as exc:
         raise ConfigError(f"model.name: the factory {name!r} raised {_first_line(exc)}") from None
     if not isinstance(module, nn.Module):
-        raise ConfigError(f"model.name: the factory {name!r} returned a {type(module).__name__}, "
-                          "expected a torch.nn.Module")
+        raise ConfigError(f"model.name: the factory {name!r} returned an object of type "
+                          f"{type(module).__name__}, expected a torch.nn.Module")
     return module
 
 

@@ -91,7 +91,7 @@ class Normalizer:
             c = chunk.cpu().double()
             s += c.sum(dims)
             s2 += (c * c).sum(dims)
-        count = max(1, x.numel() // max(1, x.shape[1]))
+        count = max(1, x.shape.numel() // max(1, x.shape[1]))
         mean = s / count
         std = (s2 / count - mean * mean).clamp_min(0).sqrt()
         std = torch.where(std > 1e-8, std, torch.ones_like(std))

@@ -12,11 +12,13 @@
    partial epoch's totals), so a resumed run ends with the same weights as an uninterrupted one
    (CPU, bit for bit);
 4. per epoch, **train one epoch**: set the lr (``optim.lr_at``), switch the loss weight to
-   ``class_balanced(counts, drw_beta)`` from epoch ``drw_epoch`` on (DRW), shuffle with
-   ``randperm`` from a generator seeded with ``SeedSequence([seed, epoch])``, index the
-   in-memory tensors, augment on tensors, forward (bf16 autocast on CUDA), backward, step; the
-   running loss and training confusion matrix stay on the device and are read once per
-   ``log_interval`` steps;
+   ``class_balanced(counts, drw_beta)`` from epoch ``drw_epoch`` on (DRW), draw the epoch's
+   order from a generator seeded with ``SeedSequence([seed, epoch])`` (a permutation, or the
+   ``data.sampler``'s class re-sampling from epoch ``drs_epoch`` on: DRS), take each batch
+   from the batch source (:func:`_batches`: in-memory tensors indexed, or lazy data read by
+   ``data.workers`` DataLoader processes — the same tensors either way), augment the batch on
+   tensors, forward (bf16 autocast on CUDA), backward, step; the running loss and training
+   confusion matrix stay on the device and are read once per ``log_interval`` steps;
 5. **evaluate** on validation from one confusion matrix (training metrics when there is no
    validation split; never test) and append one JSON line to ``metrics.jsonl``;
 6. **checkpoint**: ``best.pt`` when ``eval.select_metric`` improves, ``last.pt`` every
@@ -357,7 +359,8 @@ def _data_note(st: TrainState) -> str:
     """How the training samples are read (lazy data only)."""
     if not is_lazy(st.parts.x["train"]):
         return ""
-    return f"; read per batch by {st.cfg.data.workers} worker(s)"
+    workers = st.cfg.data.workers
+    return "; read per batch" + (f" by {workers} worker(s)" if workers else "")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -439,7 +442,7 @@ def _train_epoch(st: TrainState) -> tuple[dict, Tensor] | None:
 
 def _batches(st: TrainState, order: Tensor) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
     """The batch source: for steps ``st.step ..`` of the epoch, this rank's shard of each
-    global batch of ``order`` as ``(x, y, the global batch's labels)``.
+    global batch of ``order`` as ``(x, y, the global batch's indices)``.
 
     In-memory inputs are indexed; lazy ones are read by ``data.workers`` DataLoader processes
     (a generator seeded from the run seed, epoch and first step), in the same order.
@@ -453,11 +456,12 @@ def _batches(st: TrainState, order: Tensor) -> Iterator[tuple[Tensor, Tensor, Te
                       seed=epoch_seed(st.cfg.seed, st.epoch) + st.step,
                       pin_memory=parts.device.type == "cuda")
     for g, idx, xb in zip(glob, local, xs):
-        yield xb, y_train[idx], y_train[g]
+        yield xb, y_train[idx], g
 
 
-def _train_step(st: TrainState, xb: Tensor, yb: Tensor, y_global: Tensor, tot: _Totals) -> None:
-    """One optimizer step on this rank's batch ``xb, yb`` of the global batch ``y_global``."""
+def _train_step(st: TrainState, xb: Tensor, yb: Tensor, idx_global: Tensor,
+                tot: _Totals) -> None:
+    """One optimizer step on this rank's batch ``xb, yb`` of the global batch ``idx_global``."""
     parts, info = st.parts, st.info
     crop_padding, flip = st.augment
     if crop_padding or flip:
@@ -475,9 +479,9 @@ def _train_step(st: TrainState, xb: Tensor, yb: Tensor, y_global: Tensor, tot: _
         # DDP averages gradients over ranks; rescale each rank's (weighted) mean so the average
         # is the weighted mean of the whole global batch
         loss = loss * dist_utils.global_mean_scale(
-            yb, y_global.to(parts.device, non_blocking=True),
+            yb, parts.y["train"][idx_global].to(parts.device, non_blocking=True),
             getattr(parts.loss_fn, "weight", None), info.world_size)
-        batch_weight = y_global.shape[0] / info.world_size
+        batch_weight = idx_global.shape[0] / info.world_size
     loss.backward()
     st.optimizer.step()
     # running statistics on the device, no host sync; summed over ranks: the global batch's
