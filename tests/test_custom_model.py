@@ -134,6 +134,20 @@ def test_train_digits_with_the_default_model_then_evaluate(capsys, tmp_path):
     assert again["accuracy"] == final["test"]["accuracy"] and final["model"] == "mlp"
 
 
+@pytest.mark.slow
+def test_compare_on_digits_with_the_default_model(capsys, tmp_path):
+    out = tmp_path / "study"
+    code = main(["compare", "--losses", "ce,camri", "--set", 'data.name="digits"', "--set",
+                 "loss.important_classes=['3']", "--set", "train.epochs=1", "--set",
+                 "train.num_threads=1", "--seeds", "1", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert (out / "report.csv").is_file()
+    for run, head in (("ce-seed0", "linear"), ("camri-seed0", "cosine")):
+        model = load_config(out / "runs" / run / "config.toml").model
+        assert (model.name, model.head) == ("mlp", head)
+
+
 # ------------------------------------------------------------------------------ factories
 @pytest.mark.slow
 def test_factory_trains_evaluates_and_resumes_through_the_cli(nets_dir, tmp_path):

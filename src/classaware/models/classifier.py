@@ -8,11 +8,11 @@ import math
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
 
+from classaware import schema
 from classaware.errors import ConfigError
 from classaware.models.backbones import MLP, CamriCNN, ResNet32, SmallCNN
 from classaware.models.custom import (
@@ -20,21 +20,9 @@ from classaware.models.custom import (
     feature_dim,
     is_factory_name,
     load_init,
+    weights_path,
 )
-from classaware.schema import (
-    FrozenMap,
-    Section,
-    boolean,
-    choice,
-    expected,
-    filepath,
-    integer,
-    is_int,
-    is_number,
-    number,
-    optional,
-    setting,
-)
+from classaware.schema import FrozenMap, Section, expected, is_int, is_number, setting
 
 __all__ = ["AUTO_MAX_SIZE", "BACKBONES", "HEADS", "Classifier", "ModelConfig", "build_model",
            "resolve_model_name"]
@@ -88,11 +76,6 @@ def _kwargs(key: str, v: Any) -> FrozenMap:
     return FrozenMap(v)
 
 
-def _weights_file(key: str, v: Any) -> str:
-    """A path, stored absolute (so ``evaluate`` and ``--resume`` find it from anywhere)."""
-    return str(Path(filepath(key, v)).expanduser().resolve())
-
-
 @dataclass(frozen=True)
 class ModelConfig(Section):
     """Every key of the ``[model]`` section with its default.
@@ -118,14 +101,14 @@ class ModelConfig(Section):
     """
 
     name: str = setting(AUTO, _model_name)
-    head: str = setting("linear", choice(HEADS))
-    embedding_dim: int = setting(0, integer(lo=0))
+    head: str = setting("linear", schema.choice(HEADS))
+    embedding_dim: int = setting(0, schema.integer(lo=0))
     hidden: tuple[int, ...] = setting((256, 256), _hidden)
-    dropout: float = setting(0.0, number(0.0, 1.0, hi_open=True))
-    batch_norm: bool = setting(False, boolean)
+    dropout: float = setting(0.0, schema.number(0.0, 1.0, hi_open=True))
+    batch_norm: bool = setting(False, schema.boolean)
     kwargs: FrozenMap = setting(FrozenMap(), _kwargs)
-    init: str | None = setting(None, optional(_weights_file))
-    init_strict: bool = setting(True, boolean)
+    init: str | None = setting(None, schema.optional(weights_path))
+    init_strict: bool = setting(True, schema.boolean)
 
     def _check(self, prefix: str) -> None:
         if self.kwargs and not is_factory_name(self.name):

@@ -31,10 +31,10 @@ import torch
 from torch import nn
 
 from classaware.errors import ConfigError
-from classaware.schema import thaw
+from classaware.schema import filepath, thaw
 
 __all__ = ["FACTORY_RE", "build_factory", "feature_dim", "import_factory", "is_factory_name",
-           "load_init"]
+           "load_init", "weights_path"]
 
 #: ``package.module:attribute`` (the attribute may be dotted: ``module:Class.create``)
 FACTORY_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
@@ -131,6 +131,12 @@ def feature_dim(backbone: nn.Module, input_shape: tuple[int, ...], *, key: str) 
                           f"{', '.join(map(str, input_shape))}] to float features [N, D]; "
                           f"for N = 2 it returned {got}")
     return int(out.shape[1])
+
+
+def weights_path(key: str, v: Any) -> str:
+    """The ``model.init`` checker: a path, stored absolute (so ``evaluate`` and ``--resume``
+    find it from any working directory)."""
+    return str(Path(filepath(key, v)).expanduser().resolve())
 
 
 def _state_dict_of(obj: Any, path: Path) -> dict[str, torch.Tensor]:
