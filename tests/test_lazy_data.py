@@ -146,6 +146,20 @@ def test_center_crop_and_stretch(folder):
         load_config(None, ["data.resize=crop"])
 
 
+def test_a_corrupt_image_read_by_a_worker_is_one_line(folder, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    bad = broken / "cow" / "003.png"
+    bad.write_bytes(bad.read_bytes()[:60])  # a valid header, truncated pixel data
+    code = main(["train", *_keys(broken, "data.in_memory=false", "data.workers=2"), "--out",
+                 str(tmp_path / "run"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"{bad}: cannot read image" in err
+
+
 def test_an_image_folder_path_that_is_a_file(tmp_path):
     f = tmp_path / "x.png"
     f.write_bytes(b"")

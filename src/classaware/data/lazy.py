@@ -47,9 +47,34 @@ def _input_of(item: Any) -> Tensor:
     return x if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
 
 
-def _stack_inputs(items: list[Any]) -> Tensor:
+@dataclass
+class _Failed:
+    """What a worker hands back instead of a batch when reading a sample was a ConfigError (a
+    corrupt image, ...): the main process raises it, so the user sees its one line."""
+
+    message: str
+
+
+class _Guarded:
+    """``dataset`` whose ConfigErrors come back as :class:`_Failed` items (picklable)."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> Any:
+        try:
+            return self.dataset[i]
+        except ConfigError as exc:
+            return _Failed(str(exc))
+
+
+def _stack_inputs(items: list[Any]) -> Tensor | _Failed:
     """DataLoader ``collate_fn``: the inputs of ``(x, y)`` items stacked into one batch."""
-    return torch.stack([_input_of(it) for it in items])
+    failed = [it for it in items if isinstance(it, _Failed)]
+    return failed[0] if failed else torch.stack([_input_of(it) for it in items])
 
 
 class LazySplit:
@@ -97,7 +122,9 @@ class LazySplit:
         if isinstance(key, Tensor):
             key = key.cpu().numpy()
         if not isinstance(key, slice):
-            key = np.asarray(key, dtype=np.int64).reshape(-1)
+            key = np.asarray(key)
+            key = (np.flatnonzero(key) if key.dtype == np.bool_
+                   else key.astype(np.int64).reshape(-1))
         return LazySplit(self.dataset, self.positions[key], self.sample_shape, self.dtype)
 
     def __repr__(self) -> str:
@@ -129,14 +156,17 @@ def read_batches(x: Tensor | LazySplit, batches: Iterable[Sequence[int] | Tensor
             .tolist() for b in batches]
     if not plan:
         return
-    loader = DataLoader(x.dataset, batch_sampler=plan, num_workers=workers,
+    loader = DataLoader(_Guarded(x.dataset), batch_sampler=plan, num_workers=workers,
                         collate_fn=_stack_inputs, pin_memory=pin_memory,
                         generator=torch.Generator().manual_seed(int(seed) % 2**63))
     it = iter(loader)
     try:
-        yield from it
+        for batch in it:
+            if isinstance(batch, _Failed):
+                raise ConfigError(batch.message)
+            yield batch
     finally:
-        del it  # a stopped epoch shuts its workers down now
+        del it  # a stopped epoch (or a failed read) shuts its workers down now
 
 
 def iter_chunks(x: Tensor | LazySplit, size: int, *, workers: int = 0,
@@ -172,6 +202,9 @@ class DatasetSource:
 
         x_tr = LazySplit(self.train, range(len(self.train)))
         x_te = LazySplit(self.test, range(len(self.test)), x_tr.sample_shape, x_tr.dtype)
+        if len(x_te) and tuple(_input_of(self.test[0]).shape) != x_tr.sample_shape:
+            raise ConfigError(f"test: its samples have shape {list(_input_of(self.test[0]).shape)}"
+                              f", the training samples {list(x_tr.sample_shape)}")
         kind = "image" if len(x_tr.sample_shape) == 3 else "features"
         return RawData(x_tr, self.train_labels, x_te, self.test_labels, list(self.class_names),
                        kind, f"Python datasets ({type(self.train).__name__}, "
