@@ -184,9 +184,10 @@ def test_same_seed_same_weights():
 
 def test_defaults_are_complete_and_toml_serialisable():
     defaults = ModelConfig().to_dict()
-    assert defaults == {"name": "small_cnn", "head": "linear", "embedding_dim": 0,
-                        "hidden": [256, 256], "dropout": 0.0, "batch_norm": False}
-    tomli_w.dumps({"model": defaults})
+    assert defaults == {"name": "auto", "head": "linear", "embedding_dim": 0,
+                        "hidden": [256, 256], "dropout": 0.0, "batch_norm": False,
+                        "kwargs": {}, "init": None, "init_strict": True}
+    tomli_w.dumps({"model": {k: v for k, v in defaults.items() if v is not None}})
     assert ModelConfig.from_dict(defaults, "model") == ModelConfig()
     assert ModelConfig.from_dict({}, "model") == ModelConfig.from_dict(None, "model")
     m = build_model(None, (1, 28, 28), 10)

@@ -131,6 +131,6 @@ def test_presets_are_valid_train_configs():
     assert demo.important == ["Shirt"] and demo.seeds == [0, 1, 2]
     lt = load_study("long-tail-step10")
     assert lt.base["data"]["imbalance"] == {"profile": "step", "ratio": 10, "seed": 0}
-    assert len(lt.variants) == 11
+    assert len(lt.variants) == 13  # with ce-drs and ldam-drs
     assert load_study("similarity").groups[1] == ["Sandal", "Sneaker", "Ankle boot"]
     assert load_study("similarity-age", sets=[("data.path", "x")]).ordinal is True

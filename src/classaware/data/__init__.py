@@ -1,8 +1,10 @@
-"""Datasets in memory: ``load_data(cfg) -> DataBundle`` and ``available_datasets()``.
+"""Datasets: ``load_data(cfg) -> DataBundle``, ``available_datasets()``, ``from_datasets``.
 
 Supported ``data.name``: ``fashion-mnist``, ``mnist`` (IDX), ``cifar10``, ``cifar100``
 (python pickles), ``gtsrb`` (ppm + GT csv), ``imagefolder``, ``arrays`` (.npz), ``csv``,
-``digits`` (scikit-learn, always offline).  See ``docs/data.md``.
+``digits`` (scikit-learn, always offline), and your own ``torch.utils.data.Dataset`` pair
+(:func:`from_datasets`, recorded as ``"python"``).  Image folders too large for memory, and
+Datasets, are read per batch (:mod:`classaware.data.lazy`).  See ``docs/data.md``.
 
 Examples
 --------
@@ -14,6 +16,8 @@ Examples
 
 from __future__ import annotations
 
+from typing import Any
+
 from classaware.data.bundle import DataBundle
 from classaware.data.config import DATASET_NAMES, DataConfig, ImbalanceConfig
 from classaware.data.registry import available_datasets, load_data
@@ -23,8 +27,19 @@ __all__ = [
     "DATASET_NAMES",
     "DataBundle",
     "DataConfig",
+    "DatasetSource",
     "ImbalanceConfig",
+    "LazySplit",
     "available_datasets",
+    "from_datasets",
     "imbalance_counts",
     "load_data",
 ]
+
+
+def __getattr__(name: str) -> Any:  # torch-backed parts load on first use
+    if name in ("from_datasets", "DatasetSource", "LazySplit"):
+        from classaware.data import lazy
+
+        return getattr(lazy, name)
+    raise AttributeError(f"module 'classaware.data' has no attribute {name!r}")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from classaware.classes import class_list
+from classaware.data.images import RESIZE_MODES
 from classaware.errors import ConfigError
 from classaware.schema import (
     Section,
@@ -35,18 +36,24 @@ from classaware.schema import (
     section,
     setting,
     text,
+    tristate,
 )
 
-__all__ = ["DATASET_NAMES", "VAL_FROM", "DataConfig", "ImbalanceConfig", "as_data_config",
-           "check_path"]
+__all__ = ["DATASET_NAMES", "SAMPLERS", "VAL_FROM", "DataConfig", "ImbalanceConfig",
+           "as_data_config", "check_path"]
 
 #: ``data.val_from``: carve validation from the training set before the imbalance (``"train"``),
 #: or draw it, balanced, from the images the imbalance leaves unused (``"unused"``)
 VAL_FROM: tuple[str, ...] = ("train", "unused")
 
-#: every dataset name ``data.name`` accepts
+#: every dataset name ``data.name`` accepts (``"python"``: Datasets passed from Python,
+#: ``classaware.train(cfg, data=classaware.data.from_datasets(...))``)
 DATASET_NAMES: tuple[str, ...] = ("fashion-mnist", "mnist", "cifar10", "cifar100", "gtsrb",
-                                  "imagefolder", "arrays", "csv", "digits")
+                                  "imagefolder", "arrays", "csv", "digits", "python")
+#: ``data.sampler``: how an epoch's training order is drawn (see ``classaware.data.sampler``)
+SAMPLERS: tuple[str, ...] = ("none", "class_balanced", "sqrt")
+#: datasets that can be read per sample instead of into memory (``data.in_memory = false``)
+_LAZY_DATASETS = ("imagefolder", "python")
 
 
 def _channels(key: str, v: Any) -> int:
@@ -89,14 +96,22 @@ class DataConfig(Section):
     label_column: str = setting("label", text)              # csv
     label: str = setting("fine", choice(("fine", "coarse")))  # cifar100
     image_size: int = setting(32, integer(lo=1))            # imagefolder / gtsrb
+    resize: str = setting("stretch", choice(RESIZE_MODES))  # imagefolder: or "center_crop"
     channels: int | None = setting(None, optional(_channels))  # imagefolder: None = auto
     as_images: bool = setting(False, boolean)               # digits as 1×8×8 images
     allow_empty_classes: bool = setting(False, boolean)     # train although a class has 0 images
+    in_memory: bool | str = setting("auto", tristate)       # imagefolder / python datasets
+    max_memory_gb: float = setting(4.0, number(lo=0.0, lo_open=True))  # "auto"'s limit
+    workers: int = setting(2, integer(lo=0, hi=256))        # DataLoader processes (lazy data)
+    sampler: str = setting("none", choice(SAMPLERS))        # epoch order: class re-sampling
 
     def _check(self, prefix: str) -> None:
         if self.name in ("arrays", "csv") and self.path is None:
             raise ConfigError(f"{prefix}.path: required for data.name = {self.name!r} (the "
                               f"{'.npz' if self.name == 'arrays' else '.csv'} file)")
+        if self.in_memory is False and self.name not in _LAZY_DATASETS:
+            raise ConfigError(f"{prefix}.in_memory: false is for data.name = 'imagefolder' and "
+                              f"Python datasets; {self.name!r} is always read into memory")
         if self.name == "imagefolder" and self.path is None and self.dir is None:
             raise ConfigError(f"{prefix}.path: required for data.name = 'imagefolder' (the root "
                               "folder holding one sub-folder per class)")

@@ -1,17 +1,29 @@
-"""``imagefolder``: ``root/<class name>/*.png|jpg|jpeg|ppm`` (optionally under train/ and test/)."""
+"""``imagefolder``: ``root/<class name>/*.png|jpg|jpeg|ppm`` (optionally under train/ and test/).
+
+:func:`load_imagefolder` lists the files (no decoding) into :class:`ImageFiles`, a
+``torch.utils.data.Dataset`` that decodes one image per item: read, resize or centre-crop to
+``image_size`` (:func:`~classaware.data.images.fit`), channels first, and the luma conversion
+when the set is gray.  :func:`~classaware.data.load_data` then either reads the splits it keeps
+into memory (``data.in_memory``; ``"auto"``: when they fit in ``data.max_memory_gb``) or hands
+them to the trainer as :class:`~classaware.data.lazy.LazySplit` s read by ``data.workers``
+DataLoader processes per batch.  Both paths decode every image with the same function, so they
+see the same pixels.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from classaware.data.bundle import RawData
-from classaware.data.images import IMAGE_SUFFIXES, read_image, resize
+from classaware.data.images import IMAGE_SUFFIXES, fit, is_gray, read_image, to_gray
+from classaware.data.lazy import LazySplit
 from classaware.data.split import stratified_split
 from classaware.errors import ConfigError
 
-__all__ = ["load_imagefolder"]
+__all__ = ["ImageFiles", "load_imagefolder"]
 
 
 def _class_dirs(root: Path) -> dict[str, Path]:
@@ -24,31 +36,48 @@ def _files(d: Path) -> list[Path]:
                   and not p.name.startswith("."))
 
 
-def _read(items: list[tuple[Path, int]], size: int) -> tuple[np.ndarray, np.ndarray, bool]:
-    x = np.empty((len(items), 3, size, size), dtype=np.uint8)
-    y = np.empty(len(items), dtype=np.int64)
-    all_gray = True
-    for i, (path, label) in enumerate(items):
-        img, gray = read_image(path)
-        all_gray &= gray
-        x[i] = resize(img, size).transpose(2, 0, 1)
-        y[i] = label
-    return x, y, all_gray
+class ImageFiles:
+    """Image files as a map-style Dataset: item ``i`` is ``(uint8 [channels, size, size], label)``.
+
+    Picklable (paths and settings only), so DataLoader workers can be forked or spawned.
+
+    Examples
+    --------
+    >>> ds = ImageFiles([], [], size=32, resize="stretch", channels=3)   # doctest: +SKIP
+    >>> x, y = ds[0]                                                     # doctest: +SKIP
+    """
+
+    def __init__(self, paths: list[Path], labels: list[int], *, size: int, resize: str,
+                 channels: int) -> None:
+        self.paths = [str(p) for p in paths]
+        self.targets = np.asarray(labels, dtype=np.int64)
+        self.size, self.resize, self.channels = size, resize, channels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        img, _ = read_image(self.paths[i])
+        x = np.ascontiguousarray(fit(img, self.size, self.resize).transpose(2, 0, 1))
+        if self.channels == 1:
+            x = to_gray(x)
+        return torch.from_numpy(x), int(self.targets[i])
 
 
 def load_imagefolder(root: str | Path, *, image_size: int = 32, channels: int | None = None,
-                     test_fraction: float = 0.2) -> RawData:
-    """Read every image under ``root/<class>/`` (sub-folders of a class included).
+                     test_fraction: float = 0.2, resize: str = "stretch") -> RawData:
+    """List every image under ``root/<class>/`` (sub-folders of a class included).
 
     Class names are the sorted folder names.  If ``root`` has ``train/`` and ``test/``
     sub-folders they are the two sets (test classes must appear in train); otherwise a
     stratified ``test_fraction`` test split is carved with the fixed seed 0, so the test set
-    is the same in every run.  Images are resized (not cropped) to ``image_size`` ×
-    ``image_size``; ``channels = None`` gives 1 channel when every image is gray, else 3.
+    is the same in every run.  Each image becomes ``image_size`` × ``image_size`` by
+    ``resize`` (``"stretch"``: resized, the aspect ratio changes; ``"center_crop"``: shorter
+    side resized, then the central square); ``channels = None`` gives 1 channel when every
+    image is gray (read from the file headers), else 3.  Nothing is decoded here: ``x_train``
+    and ``x_test`` are :class:`~classaware.data.lazy.LazySplit` s over :class:`ImageFiles`.
     """
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise ConfigError(f"data.path: image folder {root} does not exist")
+    root = Path(root).expanduser()  # checked by the registry (data.config.check_path)
     split = (root / "train").is_dir() and (root / "test").is_dir()
     train_root = root / "train" if split else root
     classes = _class_dirs(train_root)
@@ -56,30 +85,25 @@ def load_imagefolder(root: str | Path, *, image_size: int = 32, channels: int | 
         raise ConfigError(f"{train_root}: no class sub-folders (expected root/<class>/*.png)")
     names = list(classes)
     index = {n: i for i, n in enumerate(names)}
-    train_items = [(f, index[n]) for n, d in classes.items() for f in _files(d)]
-    if not train_items:
+    items = [(f, index[n]) for n, d in classes.items() for f in _files(d)]
+    if not items:
         raise ConfigError(f"{train_root}: no images ({', '.join(IMAGE_SUFFIXES)}) in the class "
                           "folders")
-    test_items: list[tuple[Path, int]] = []
+    n_train = len(items)
     if split:
         for n, d in _class_dirs(root / "test").items():
             if n not in index:
                 raise ConfigError(f"{root / 'test'}: class folder {n!r} has no counterpart in "
                                   f"{train_root}")
-            test_items += [(f, index[n]) for f in _files(d)]
-    x, y, gray = _read(train_items + test_items, image_size)
-    n_train = len(train_items)
+            items += [(f, index[n]) for f in _files(d)]
+    paths = [p for p, _ in items]
+    y = np.array([label for _, label in items], dtype=np.int64)
+    ch = channels if channels is not None else (1 if all(is_gray(p) for p in paths) else 3)
+    files = ImageFiles(paths, y.tolist(), size=image_size, resize=resize, channels=ch)
+    x = LazySplit(files, range(len(paths)), (ch, image_size, image_size), torch.uint8)
     if split:
-        x_tr, y_tr, x_te, y_te = x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+        tr, te = np.arange(n_train), np.arange(n_train, len(paths))
     else:
-        rest, held = stratified_split(y, test_fraction, len(names), np.random.default_rng(0))
-        x_tr, y_tr, x_te, y_te = x[rest], y[rest], x[held], y[held]
-    ch = channels if channels is not None else (1 if gray else 3)
-    if ch == 1:
-        # ITU-R 601-2 luma (what Pillow's convert("L") uses), rounded
-        w = np.array([299, 587, 114], dtype=np.uint32)
-        x_tr = ((np.tensordot(w, x_tr.astype(np.uint32), axes=([0], [1])) + 500) // 1000)
-        x_te = ((np.tensordot(w, x_te.astype(np.uint32), axes=([0], [1])) + 500) // 1000)
-        x_tr = x_tr.astype(np.uint8)[:, None]
-        x_te = x_te.astype(np.uint8)[:, None]
-    return RawData(x_tr, y_tr, x_te, y_te, names, "image", str(root))
+        tr, te = stratified_split(y, test_fraction, len(names), np.random.default_rng(0))
+    return RawData(x[tr], y[tr], x[te], y[te], names, "image", str(root))
+

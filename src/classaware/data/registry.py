@@ -6,7 +6,7 @@ import importlib.util
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from classaware.data.split import (
     stratified_subsample,
 )
 from classaware.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover - torch is imported when tensors are made
+    from classaware.data.lazy import LazySplit
 
 __all__ = ["available_datasets", "load_data", "locate", "split_train_val"]
 
@@ -168,7 +171,12 @@ def _read(cfg: DataConfig) -> RawData:
         from classaware.data.folder import load_imagefolder
 
         return load_imagefolder(cfg.path or cfg.dir, image_size=cfg.image_size,
-                                channels=cfg.channels, test_fraction=cfg.test_fraction)
+                                channels=cfg.channels, test_fraction=cfg.test_fraction,
+                                resize=cfg.resize)
+    if name == "python":
+        raise ConfigError("data.name: 'python' means the data was passed from Python; pass it "
+                          "again: classaware.train(cfg, data=classaware.data.from_datasets(train, "
+                          "test, class_names)) (or evaluate_run(run_dir, data=...))")
     raise ConfigError(f"unknown dataset {name!r}")  # pragma: no cover - validated before
 
 
@@ -187,13 +195,15 @@ def _rng(seed: int, step: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), step])
 
 
-def load_data(cfg: DataConfig | Mapping[str, Any] | None = None, *, seed: int = 0) -> DataBundle:
+def load_data(cfg: DataConfig | Mapping[str, Any] | None = None, *, seed: int = 0,
+              source: Any = None) -> DataBundle:
     """Load the dataset described by ``cfg`` (a :class:`DataConfig`, or a ``[data]`` mapping
     validated into one) into a :class:`DataBundle`.
 
     Steps, in order:
 
-    1. read train and test (see :class:`DataConfig` for the keys of each dataset);
+    1. read train and test (see :class:`DataConfig` for the keys of each dataset), or take
+       them from ``source`` (:func:`classaware.data.from_datasets`: your own Datasets);
     2. ``max_train`` / ``max_test``: stratified random caps (train: seeded by ``split_seed``
        or ``seed``; test: fixed seed 0, so it is the same in every run);
     3. validation split and imbalance (:func:`split_train_val`): with ``val_from = "train"``
@@ -207,6 +217,11 @@ def load_data(cfg: DataConfig | Mapping[str, Any] | None = None, *, seed: int = 
     4. checks: at least two classes, no empty images, every class has a training image
        (unless ``allow_empty_classes``).
 
+    5. ``in_memory``: image folders are decoded into memory when the kept splits fit in
+       ``max_memory_gb`` (``"auto"``; ``true``: always), else — and Datasets from ``source``
+       unless ``in_memory = true`` — they stay :class:`~classaware.data.lazy.LazySplit` s that
+       the trainer reads per batch with ``workers`` DataLoader processes.
+
     The test set is never touched by the imbalance.  Raises :class:`ConfigError` for a bad
     config or a dataset that cannot be found (naming every place looked in).
 
@@ -219,7 +234,7 @@ def load_data(cfg: DataConfig | Mapping[str, Any] | None = None, *, seed: int = 
     cfg = as_data_config(cfg)
     if not (isinstance(seed, int) and not isinstance(seed, bool)):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    raw = _read(cfg)
+    raw = source.raw() if source is not None else _read(cfg)
     _check_raw(raw)
     names = list(raw.class_names)
     num = len(names)
@@ -248,12 +263,15 @@ def load_data(cfg: DataConfig | Mapping[str, Any] | None = None, *, seed: int = 
     def t(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a))
 
-    xdt = np.uint8 if raw.kind == "image" else np.float32
+    from classaware.data.lazy import is_lazy
+
+    xs = _inputs((x_tr, x_val, x_te), raw.kind, cfg, from_source=source is not None)
+    meta["in_memory"] = not any(is_lazy(x) for x in xs)
     return DataBundle(
-        name=cfg.name, class_names=names, kind=raw.kind,
-        x_train=t(x_tr.astype(xdt, copy=False)), y_train=t(y_tr.astype(np.int64, copy=False)),
-        x_val=t(x_val.astype(xdt, copy=False)), y_val=t(y_val.astype(np.int64, copy=False)),
-        x_test=t(x_te.astype(xdt, copy=False)), y_test=t(y_te.astype(np.int64, copy=False)),
+        name="python" if source is not None else cfg.name, class_names=names, kind=raw.kind,
+        x_train=xs[0], y_train=t(y_tr.astype(np.int64, copy=False)),
+        x_val=xs[1], y_val=t(y_val.astype(np.int64, copy=False)),
+        x_test=xs[2], y_test=t(y_te.astype(np.int64, copy=False)),
         source=raw.source, meta=meta)
 
 
@@ -342,6 +360,34 @@ def _check_empty_classes(stages: dict[str, np.ndarray], names: list[str], allow:
     raise ConfigError(f"data: no training images for class {', '.join(causes)}; give every "
                       "class a training image (e.g. a larger data.max_train) or set "
                       "data.allow_empty_classes = true to train without them")
+def _inputs(xs: tuple[Any, ...], kind: str, cfg: DataConfig, *, from_source: bool) -> list[Any]:
+    """The three splits' inputs as tensors (numpy arrays converted; lazy splits read into memory
+    when ``data.in_memory`` says so) or :class:`LazySplit` s."""
+    import torch
+
+    from classaware.data.lazy import is_lazy
+
+    lazy = [x for x in xs if is_lazy(x)]
+    if lazy:
+        nbytes = sum(x.shape.numel() * torch.empty((), dtype=x.dtype).element_size()
+                     for x in lazy)
+        keep = (cfg.in_memory if cfg.in_memory != "auto"
+                else not from_source and nbytes <= cfg.max_memory_gb * 1e9)
+        if not keep:
+            return list(xs)
+    xdt = np.uint8 if kind == "image" else np.float32
+    return [_read_all(x, cfg.workers) if is_lazy(x)
+            else torch.from_numpy(np.ascontiguousarray(x.astype(xdt, copy=False))) for x in xs]
+
+
+def _read_all(x: LazySplit, workers: int) -> Any:
+    """Every sample of a lazy split, decoded by ``workers`` processes, as one tensor."""
+    import torch
+
+    from classaware.data.lazy import iter_chunks
+
+    chunks = list(iter_chunks(x, 256, workers=workers))
+    return torch.cat(chunks) if chunks else torch.zeros((0, *x.sample_shape), dtype=x.dtype)
 
 
 def available_datasets(cfg: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -361,6 +407,8 @@ def available_datasets(cfg: Mapping[str, Any] | None = None) -> list[dict[str, A
     _check_data_dir(cfg)
     out = []
     for name in DATASET_NAMES:
+        if name == "python":  # not found anywhere: given from Python (from_datasets)
+            continue
         if name in _NAMED:
             spec = _NAMED[name]()
             handle, _ = locate(name, cfg)

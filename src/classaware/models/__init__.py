@@ -2,10 +2,14 @@
 
 >>> from classaware.models import build_model
 >>> model = build_model({"name": "small_cnn", "head": "cosine"}, (1, 28, 28), 10)
+>>> resolve_model_name({"name": "auto"}, (64,), "features")
+'mlp'
 
 Backbones: ``small_cnn`` (28×28 gray, fast on a CPU), ``resnet32`` (LDAM-DRW CIFAR ResNet-32),
 ``camri_cnn`` (the CAMRI release's VGG-style CNN with a 512-d embedding), ``mlp`` (feature
-vectors).  See :class:`ModelConfig` for the ``[model]`` keys.
+vectors); ``"auto"`` (the default) picks one from the data (:func:`resolve_model_name`); your
+own is ``"package.module:factory"`` or an ``nn.Module`` passed from Python
+(:mod:`classaware.models.custom`).  See :class:`ModelConfig` for the ``[model]`` keys.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from classaware.models.classifier import (
     Classifier,
     ModelConfig,
     build_model,
+    resolve_model_name,
 )
+from classaware.models.custom import load_init
 
 __all__ = [
     "BACKBONES",
@@ -32,6 +38,8 @@ __all__ = [
     "Classifier",
     "ModelConfig",
     "build_model",
+    "load_init",
+    "resolve_model_name",
     "SmallCNN",
     "ResNet32",
     "BasicBlockA",

@@ -69,7 +69,10 @@ def train(config: RunConfig | Mapping[str, Any] | str | Path | None = None, *,
         No progress bar and no table at the end.
     **overrides
         Section dicts (``loss={"name": "camri"}``) or dotted keys (``**{"optim.lr": 0.01}``;
-        ``optim__lr=0.01`` is the same), applied in order after ``config``.
+        ``optim__lr=0.01`` is the same), applied in order after ``config``.  Two are objects
+        instead: ``model=`` an ``nn.Module`` backbone (inputs to features ``[N, D]``; trained in
+        place, recorded as ``model.name = "python"``) and ``data=`` your Datasets
+        (``classaware.data.from_datasets(train, test, class_names)``) or a loaded DataBundle.
 
     Returns
     -------
@@ -87,8 +90,9 @@ def train(config: RunConfig | Mapping[str, Any] | str | Path | None = None, *,
     >>> from classaware.trainer import train
     >>> r = train("fmnist-ce", out="runs/ce", train={"epochs": 1})  # doctest: +SKIP
     """
+    objects = _objects(overrides)
     # Python keyword arguments cannot contain dots; `optim__lr=0.1` is accepted as `optim.lr`.
-    dotted = {k.replace("__", "."): v for k, v in overrides.items()}
+    dotted = {k.replace("__", "."): v for k, v in overrides.items() if k not in objects}
     cfg = load_config(config_source(config, out, resume), dotted)
     if out is None and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
         # every process computes its own default name; they must agree on one run directory
@@ -97,7 +101,29 @@ def train(config: RunConfig | Mapping[str, Any] | str | Path | None = None, *,
     out_dir = Path(out) if out is not None else default_out_dir(cfg)
     from classaware.trainer.loop import run_training  # heavy: only after the config is valid
 
-    return run_training(cfg, out_dir, resume=resume, quiet=quiet)
+    return run_training(cfg, out_dir, resume=resume, quiet=quiet, **objects)
+
+
+def _objects(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``model=`` / ``data=`` given as objects (a module, Datasets, a bundle), not sections."""
+    out = {}
+    if "model" in overrides and not isinstance(overrides["model"], Mapping):
+        from torch import nn
+
+        if not isinstance(overrides["model"], nn.Module):
+            raise ConfigError(f"model: expected a [model] table (dict) or a torch.nn.Module "
+                              f"backbone, got {type(overrides['model']).__name__}")
+        out["model"] = overrides["model"]
+    if "data" in overrides and not isinstance(overrides["data"], Mapping):
+        from classaware.data import DataBundle
+        from classaware.data.lazy import DatasetSource
+
+        if not isinstance(overrides["data"], (DatasetSource, DataBundle)):
+            raise ConfigError("data: expected a [data] table (dict), "
+                              "classaware.data.from_datasets(...) or a DataBundle, got "
+                              f"{type(overrides['data']).__name__}")
+        out["data"] = overrides["data"]
+    return out
 
 
 def __getattr__(name: str) -> Any:

@@ -11,7 +11,8 @@ Both work on a batch ``x`` of shape [N, C, H, W] (any dtype, any device) with on
 
 Which augmentation a run uses (:func:`resolve_augment`, keys of ``[train]``, see
 ``docs/config.md``): ``augment = "auto"`` is on for image datasets except ``digits`` (8 x 8) and
-off for feature vectors; ``crop_padding`` (default 4, 0 = no crop); ``hflip = "auto"`` flips
+Datasets passed from Python (``data.name = "python"``: they do their own transforms), and off
+for feature vectors; ``crop_padding`` (default 4, 0 = no crop); ``hflip = "auto"`` flips
 except for ``mnist``, ``gtsrb`` and ``digits`` (digits and traffic signs are not
 mirror-symmetric).  Fashion-MNIST and CIFAR get crop + flip.
 
@@ -38,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from classaware.trainer.config import TrainConfig
 
 NO_FLIP_DATASETS = ("mnist", "gtsrb", "digits")
-NO_AUGMENT_DATASETS = ("digits",)
+NO_AUGMENT_DATASETS = ("digits", "python")  # python: your Dataset does its own transforms
 
 
 def resolve_augment(train: TrainConfig, *, dataset: str, kind: str,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,10 +32,11 @@ from classaware.errors import ConfigError
 from classaware.schema import thaw
 
 if TYPE_CHECKING:  # pragma: no cover
+    from classaware.data.lazy import LazySplit
     from classaware.trainer.config import LossConfig, RunConfig
 
 __all__ = ["Normalizer", "RunParts", "build_loss", "build_parts", "class_weight_values",
-           "epoch_seed", "loss_kwargs", "resolve_device", "seed_everything"]
+           "effective_config", "epoch_seed", "loss_kwargs", "resolve_device", "seed_everything"]
 
 
 def seed_everything(seed: int) -> None:
@@ -78,15 +79,19 @@ class Normalizer:
         self._inv = 1.0 / self.std
 
     @classmethod
-    def fit(cls, x: Tensor) -> Normalizer:
+    def fit(cls, x: Tensor | LazySplit, *, workers: int = 0) -> Normalizer:
+        """Mean and std of ``x`` (a tensor on any device, or a lazy split read in chunks by
+        ``workers`` processes), summed in float64 (exact for uint8 pixels)."""
+        from classaware.data.lazy import iter_chunks
+
         dims = [0] + list(range(2, x.dim()))          # all but the channel / feature dim
         s = torch.zeros(x.shape[1], dtype=torch.float64)
         s2 = torch.zeros_like(s)
-        for chunk in torch.split(x, 1024):
-            c = chunk.double()
+        for chunk in iter_chunks(x, 1024, workers=workers):
+            c = chunk.cpu().double()
             s += c.sum(dims)
             s2 += (c * c).sum(dims)
-        count = max(1, x.numel() // max(1, x.shape[1]))
+        count = max(1, x.shape.numel() // max(1, x.shape[1]))
         mean = s / count
         std = (s2 / count - mean * mean).clamp_min(0).sqrt()
         std = torch.where(std > 1e-8, std, torch.ones_like(std))
@@ -124,7 +129,13 @@ def _data_fits_on(device: torch.device, nbytes: int) -> bool:
 
 @dataclass
 class RunParts:
-    """The pieces of a run built from its config and data (see :func:`build_parts`)."""
+    """The pieces of a run built from its config and data (see :func:`build_parts`).
+
+    ``x[split]`` is a tensor (in memory, on the device when it fits) or a
+    :class:`~classaware.data.lazy.LazySplit` (read per batch); ``y[split]`` always a tensor.
+    ``cfg`` is the run's effective config: ``model.name = "auto"`` resolved, and ``"python"``
+    for a backbone or Datasets passed from Python (what ``config.toml`` records).
+    """
 
     data: Any
     class_names: list[str]
@@ -133,23 +144,47 @@ class RunParts:
     loss_fn: nn.Module
     drw_weight: Tensor | None
     model: nn.Module
-    x: dict[str, Tensor]
+    x: dict[str, Any]
     y: dict[str, Tensor]
     device: torch.device
     amp_dtype: torch.dtype | None
     channels_last: bool
+    cfg: RunConfig
+    model_note: str       # the model's name, and how "auto" chose it (the run header)
 
 
-def build_parts(cfg: RunConfig, data: Any, device: torch.device) -> RunParts:
-    """Important classes, loss, model and device-placed tensors of ``cfg`` on ``data``."""
+def effective_config(cfg: RunConfig, data: Any, backbone: nn.Module | None) -> RunConfig:
+    """``cfg`` as the run uses it: ``model.name`` resolved from the data's shape
+    (``"auto"``), or ``"python"`` for a backbone instance; ``data.name = "python"`` for Datasets
+    passed from Python."""
+    model = cfg.model
+    if backbone is not None:
+        model = replace(model, name="python")
+    model = model.resolved(tuple(data.input_shape), getattr(data, "kind", None))
+    data_cfg = replace(cfg.data, name="python") if data.name == "python" else cfg.data
+    return replace(cfg, model=model, data=data_cfg)
+
+
+def build_parts(cfg: RunConfig, data: Any, device: torch.device, *,
+                backbone: nn.Module | None = None, load_weights: bool = True) -> RunParts:
+    """Important classes, loss, model and device-placed tensors of ``cfg`` on ``data``.
+
+    ``backbone``: your own module instance (``model.name`` becomes ``"python"``);
+    ``load_weights``: load ``model.init`` (re-evaluation passes False).
+    """
+    from classaware.data.lazy import is_lazy
     from classaware.models import build_model
 
+    given, cfg = cfg, effective_config(cfg, data, backbone)
+    model_note = cfg.model.name + (f" (auto for input {list(data.input_shape)})"
+                                   if given.model.name == "auto" else "")
     class_names = [str(n) for n in data.class_names]
     counts = [int(c) for c in data.train_class_counts]
     important = resolve_classes(cfg.loss.important_classes, class_names,
                                 key="loss.important_classes")
     loss_fn, drw_weight = build_loss(cfg, class_names, counts, important, device)
-    model = build_model(cfg.model, tuple(data.input_shape), len(class_names))
+    model = build_model(cfg.model, tuple(data.input_shape), len(class_names), backbone=backbone,
+                        load_weights=load_weights)
 
     is_image = getattr(data, "kind", "image") == "image" and len(data.input_shape) == 3
     # "auto": on for image models on every device (1.2-1.7x faster on a CPU, docs/training.md)
@@ -157,17 +192,21 @@ def build_parts(cfg: RunConfig, data: Any, device: torch.device) -> RunParts:
     amp = cfg.train.amp
     use_bf16 = amp == "bf16" or (amp == "auto" and device.type == "cuda"
                                  and torch.cuda.is_bf16_supported())
-    x = {s: _as_tensor(getattr(data, f"x_{s}")) for s in ("train", "val", "test")}
+    raw_x = {s: getattr(data, f"x_{s}") for s in ("train", "val", "test")}
+    x = {s: v if is_lazy(v) else _as_tensor(v) for s, v in raw_x.items()}
     y = {s: _as_tensor(getattr(data, f"y_{s}"), torch.int64) for s in ("train", "val", "test")}
-    nbytes = sum(t.numel() * t.element_size() for t in (*x.values(), *y.values()))
-    data_device = device if _data_fits_on(device, nbytes) else torch.device("cpu")
-    x = {k: v.to(data_device) for k, v in x.items()}
+    lazy = any(is_lazy(v) for v in x.values())
+    nbytes = sum(t.numel() * t.element_size() for t in (*x.values(), *y.values())
+                 if not is_lazy(t))
+    # lazy inputs are read on the CPU: their labels and batch order stay there too
+    data_device = device if not lazy and _data_fits_on(device, nbytes) else torch.device("cpu")
+    x = {k: v if is_lazy(v) else v.to(data_device) for k, v in x.items()}
     y = {k: v.to(data_device) for k, v in y.items()}
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     return RunParts(data, class_names, counts, important, loss_fn, drw_weight, model, x, y,
-                    device, torch.bfloat16 if use_bf16 else None, channels_last)
+                    device, torch.bfloat16 if use_bf16 else None, channels_last, cfg, model_note)
 
 
 def loss_kwargs(loss: LossConfig, class_names: list[str], class_counts: list[int],

@@ -153,7 +153,7 @@ def rng_state(data_generator: torch.Generator | None = None) -> dict:
     """Every random state a resumed run needs: python, numpy, torch (+ CUDA), the data generator."""
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),  # noqa: NPY002 - the legacy global state
+        "numpy": _numpy_state(),
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -166,7 +166,22 @@ def rng_state(data_generator: torch.Generator | None = None) -> dict:
 def set_rng_state(state: dict) -> None:
     """Restore python, numpy, torch (and CUDA) states saved by :func:`rng_state`."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])  # noqa: NPY002
+    np.random.set_state(_numpy_state_from(state["numpy"]))  # noqa: NPY002
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _numpy_state() -> tuple:
+    """numpy's legacy global state with its key as a tensor, so that a checkpoint holds only
+    tensors and plain python values and loads with ``torch.load(weights_only=True)`` (e.g. as
+    another run's ``model.init``)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()  # noqa: NPY002 - the global state
+    return (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss))
+
+
+def _numpy_state_from(saved: tuple) -> tuple:
+    """The inverse of :func:`_numpy_state` (a checkpoint written before it holds the array)."""
+    name, keys, pos, has_gauss, gauss = saved
+    keys = keys.numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)
+    return (name, keys.astype(np.uint32), pos, has_gauss, gauss)

@@ -214,6 +214,7 @@ class TrainConfig(Section):
     eval_batch_size: int = setting(1024, integer(lo=1))
     drw_epoch: int | None = setting(None, optional(integer(lo=0)))
     drw_beta: float = setting(0.9999, number(0.0, 1.0, hi_open=True))
+    drs_epoch: int | None = setting(None, optional(integer(lo=0)))
     augment: bool | str = setting("auto", tristate)
     crop_padding: int = setting(4, integer(lo=0))
     hflip: bool | str = setting("auto", tristate)
@@ -231,6 +232,10 @@ class TrainConfig(Section):
             raise ConfigError(f"train.drw_epoch: expected an epoch index below train.epochs = "
                               f"{self.epochs} (DRW would never start), got {self.drw_epoch}; "
                               "lower it, or set train.drw_epoch=none to switch DRW off")
+        if self.drs_epoch is not None and self.drs_epoch >= self.epochs:
+            raise ConfigError(f"train.drs_epoch: expected an epoch index below train.epochs = "
+                              f"{self.epochs} (re-sampling would never start), got "
+                              f"{self.drs_epoch}; lower it, or set train.drs_epoch=none")
 
 
 def _shots(key: str, v: Any) -> tuple[int, int]:
@@ -283,6 +288,9 @@ class RunConfig(Section):
             raise ConfigError(f"train.drw_epoch: DRW re-weights the loss, but loss {loss.name!r} "
                               "takes no class weight; set train.drw_epoch=none or choose another "
                               "loss")
+        if train.drs_epoch is not None and self.data.sampler == "none":
+            raise ConfigError('train.drs_epoch: deferred re-sampling needs data.sampler = '
+                              '"class_balanced" or "sqrt" (the sampler it switches to)')
         if self.eval.select_metric == "important_recall_mean" and not loss.important_classes:
             raise ConfigError('eval.select_metric: "important_recall_mean" needs '
                               "loss.important_classes")

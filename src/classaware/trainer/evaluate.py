@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from classaware.data.lazy import iter_chunks
 from classaware.trainer import distributed as dist_utils
 from classaware.trainer.build import Normalizer, RunParts, build_parts, resolve_device
 from classaware.trainer.checkpoint import load_checkpoint, saved_checkpoint, saved_config
@@ -67,15 +68,18 @@ def select_value(metrics: dict, name: str, important: list[int]) -> float:
 
 
 @torch.no_grad()
-def _predict(model: nn.Module, x: Tensor, norm: Normalizer, parts: RunParts, batch_size: int,
+def _predict(model: nn.Module, x: Any, norm: Normalizer, parts: RunParts, batch_size: int,
              want_features: bool) -> tuple[Tensor, Tensor | None]:
-    """Raw head outputs (float32, [N, C]) and, for cosine heads, features [N, D]."""
+    """Raw head outputs (float32, [N, C]) and, for cosine heads, features [N, D]; ``x`` a
+    tensor or a lazy split (read by ``data.workers`` processes)."""
     was_training = model.training
     model.eval()
     outs, feats = [], []
+    chunks = iter_chunks(x, batch_size, workers=parts.cfg.data.workers,
+                         pin_memory=parts.device.type == "cuda")
     try:
-        for start in range(0, x.shape[0], batch_size):
-            xb = norm(x[start:start + batch_size].to(parts.device, non_blocking=True))
+        for chunk in chunks:
+            xb = norm(chunk.to(parts.device, non_blocking=True))
             if parts.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with autocast(parts):
@@ -126,12 +130,15 @@ def evaluate_split(model: nn.Module, split: str, norm: Normalizer, parts: RunPar
 
 
 def evaluate_run(run_dir: str | Path, data_overrides: dict | None = None,
-                 split: str = "test") -> dict:
+                 split: str = "test", *, data: Any = None, model: nn.Module | None = None) -> dict:
     """Re-evaluate the best model of ``run_dir`` on ``split`` of its (optionally overridden) data.
 
     Rebuilds the model from ``run_dir/config.toml`` and ``checkpoints/best.pt`` (else
     ``last.pt``; its stored normalisation included); ``data_overrides`` are merged into the
-    ``[data]`` section (for example another ``dir`` or ``imbalance``).  Returns the metrics dict
+    ``[data]`` section (for example another ``dir`` or ``imbalance``).  A run trained on data or
+    a backbone passed from Python (``"python"`` in its config) needs them again: ``data`` (a
+    :class:`~classaware.data.lazy.DatasetSource` or DataBundle), ``model`` (a backbone of the
+    same architecture; its weights are replaced by the checkpoint's).  Returns the metrics dict
     of :func:`classaware.metrics.metrics_from_confusion`, plus ``split``, ``num_samples`` and,
     for cosine heads, ``angles``.
     """
@@ -144,7 +151,11 @@ def evaluate_run(run_dir: str | Path, data_overrides: dict | None = None,
     cfg_path, ckpt_path = saved_config(run_dir, "RUN_DIR"), saved_checkpoint(run_dir)
     cfg = load_config(cfg_path, {"data": dict(data_overrides)} if data_overrides else None)
     device = resolve_device(cfg.train.device)
-    parts = build_parts(cfg, load_data(cfg.data, seed=cfg.seed), device)
+    from classaware.data.lazy import DatasetSource
+
+    if data is None or isinstance(data, DatasetSource):
+        data = load_data(cfg.data, seed=cfg.seed, source=data)
+    parts = build_parts(cfg, data, device, backbone=model, load_weights=False)
     state = load_checkpoint(ckpt_path)
     if list(state["class_names"]) != parts.class_names:
         raise ConfigError(f"the data's classes {parts.class_names} differ from the model's "

@@ -13,11 +13,13 @@
    partial epoch's totals), so a resumed run ends with the same weights as an uninterrupted one
    (CPU, bit for bit);
 4. per epoch, **train one epoch**: set the lr (``optim.lr_at``), switch the loss weight to
-   ``class_balanced(counts, drw_beta)`` from epoch ``drw_epoch`` on (DRW), shuffle with
-   ``randperm`` from a generator seeded with ``SeedSequence([seed, epoch])``, index the
-   in-memory tensors, augment on tensors, forward (bf16 autocast on CUDA), backward, step; the
-   running loss and training confusion matrix stay on the device and are read once per
-   ``log_interval`` steps;
+   ``class_balanced(counts, drw_beta)`` from epoch ``drw_epoch`` on (DRW), draw the epoch's
+   order from a generator seeded with ``SeedSequence([seed, epoch])`` (a permutation, or the
+   ``data.sampler``'s class re-sampling from epoch ``drs_epoch`` on: DRS), take each batch
+   from the batch source (:func:`_batches`: in-memory tensors indexed, or lazy data read by
+   ``data.workers`` DataLoader processes — the same tensors either way), augment the batch on
+   tensors, forward (bf16 autocast on CUDA), backward, step; the running loss and training
+   confusion matrix stay on the device and are read once per ``log_interval`` steps;
 5. **end the epoch**: a non-finite training loss stops the run (``final.json`` records the
    divergence, :class:`~classaware.errors.TrainingDiverged`); else evaluate on validation from
    one confusion matrix (training metrics when there is no validation split; never test) and
@@ -54,7 +56,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,8 @@ import torch
 from torch import Tensor, nn
 
 from classaware._io import atomic_save_npz, atomic_write_json, atomic_write_text, clean_tmp
+from classaware.data.lazy import is_lazy, read_batches
+from classaware.data.sampler import epoch_order, sampler_at
 from classaware.errors import ConfigError, TrainingDiverged
 from classaware.trainer import distributed as dist_utils
 from classaware.trainer.augment import augment_batch, resolve_augment
@@ -207,7 +211,8 @@ class _StopRequest:
 
 def run_training(cfg: RunConfig | Mapping[str, Any], out_dir: str | Path, *, resume: bool = False,
                  quiet: bool = False, data: Any = None,
-                 callbacks: Sequence[Callback] | None = None) -> RunResult:
+                 callbacks: Sequence[Callback] | None = None,
+                 model: nn.Module | None = None) -> RunResult:
     """Train one run described by ``cfg`` into ``out_dir``.
 
     Parameters
@@ -221,12 +226,17 @@ def run_training(cfg: RunConfig | Mapping[str, Any], out_dir: str | Path, *, res
         stopped), leave a finished run as it is, or start again (see :func:`_prepare`).
     quiet : bool
         No progress bar, no per-epoch lines, no final table.
-    data : DataBundle, optional
+    data : DataBundle or DatasetSource, optional
         The data already loaded, ``classaware.data.load_data(cfg.data, seed=cfg.seed)`` (a
         process that trains many runs loads it once); the run is bit-identical to one that
-        loads it itself.
+        loads it itself.  Or your own Datasets, ``classaware.data.from_datasets(train, test,
+        class_names)``: split with ``cfg.data``'s keys, recorded as ``data.name = "python"``.
     callbacks : sequence of Callback, optional
         Hooks called after every step and every epoch (see :class:`Callback`).
+    model : nn.Module, optional
+        Your own backbone (inputs to features ``[N, D]``; the head is added): trained in place,
+        and holding the selected (best) weights at the end.  Recorded as
+        ``model.name = "python"``.
 
     Returns
     -------
@@ -262,7 +272,8 @@ def run_training(cfg: RunConfig | Mapping[str, Any], out_dir: str | Path, *, res
                 print(f"classaware: {note}", flush=True)
         if plan.final is not None:  # a finished run: nothing to do, nothing re-tested
             return RunResult(run_dir, cfg, plan.final if info.is_main else {}, False)
-        st = _build_state(cfg, run_dir, data, device, info, callbacks or (), quiet)
+        st = _build_state(cfg, run_dir, (data, model), device, info, callbacks or (), quiet)
+        cfg = st.cfg  # "auto" resolved, "python" recorded
         if resume:
             _restore(st, plan)
         _write_run_files(st)
@@ -352,16 +363,23 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-def _build_state(cfg: RunConfig, run_dir: Path, data: Any, device: torch.device,
-                 info: dist_utils.DistInfo, callbacks: Sequence[Callback],
+def _build_state(cfg: RunConfig, run_dir: Path, given: tuple[Any, nn.Module | None],
+                 device: torch.device, info: dist_utils.DistInfo, callbacks: Sequence[Callback],
                  quiet: bool) -> TrainState:
-    """Data, seeds, loss, model, optimizer, normaliser and the fresh training state."""
-    if data is None:
+    """Data, seeds, loss, model, optimizer, normaliser and the fresh training state.
+
+    ``given``: the ``data=`` and ``model=`` of :func:`run_training` (None: from the config).
+    """
+    from classaware.data.lazy import DatasetSource
+
+    data, backbone = given
+    if data is None or isinstance(data, DatasetSource):
         from classaware.data import load_data
 
-        data = load_data(cfg.data, seed=cfg.seed)
+        data = load_data(cfg.data, seed=cfg.seed, source=data)
     seed_everything(cfg.seed)
-    parts = build_parts(cfg, data, device)
+    parts = build_parts(cfg, data, device, backbone=backbone)
+    cfg = parts.cfg
     x_train = parts.x["train"]
     n_train = x_train.shape[0]
     if n_train == 0:
@@ -385,7 +403,7 @@ def _build_state(cfg: RunConfig, run_dir: Path, data: Any, device: torch.device,
                               input_shape=tuple(data.input_shape))
     ones = torch.ones(batch_size, dtype=torch.int64, device=device)
     st = TrainState(cfg, run_dir, info, parts, build_optimizer(parts.model.parameters(), cfg.optim),
-                    train_model, Normalizer.fit(x_train.cpu()),
+                    train_model, Normalizer.fit(x_train, workers=cfg.data.workers),
                     torch.Generator(device=x_train.device), steps, batch_size, augment,
                     getattr(parts.loss_fn, "weight", None), ones, callbacks, quiet,
                     best={"score": -math.inf, "epoch": 0,
@@ -483,16 +501,26 @@ def _write_run_files(st: TrainState) -> None:
     cfg, x, info = st.cfg, st.parts.x, st.info
     capped = st.batch_size < cfg.train.batch_size
     st.say(f"classaware: {cfg.data.name} ({x['train'].shape[0]} train, {x['val'].shape[0]} val, "
-           f"{x['test'].shape[0]} test), {cfg.model.name}/{cfg.model.head}, loss {cfg.loss.name}, "
-           f"{_plural(cfg.train.epochs, 'epoch')}, batch {st.batch_size}"
+           f"{x['test'].shape[0]} test{_data_note(st)}), {st.parts.model_note}/{cfg.model.head}, "
+           f"loss {cfg.loss.name}, {_plural(cfg.train.epochs, 'epoch')}, batch {st.batch_size}"
            + (" (the training set)" if capped else "") + f" on {st.parts.device}"
            + (f" x{info.world_size} ranks" if info.enabled else ""))
+    if st.parts.model.init_note:
+        st.say(f"classaware: {st.parts.model.init_note}")
     meta = getattr(st.parts.data, "meta", {}) or {}
     if meta.get("val_short"):
         names = st.parts.class_names
         short = ", ".join(f"{names[c]!r} {n}" for c, n in meta["val_short"].items())
         st.say(f"classaware: validation: {meta['val_per_class']} images per class from those the "
                f"imbalance leaves unused; fewer where it leaves fewer: {short}")
+
+
+def _data_note(st: TrainState) -> str:
+    """How the training samples are read (lazy data only)."""
+    if not is_lazy(st.parts.x["train"]):
+        return ""
+    workers = st.cfg.data.workers
+    return "; read per batch" + (f" by {workers} worker(s)" if workers else "")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -526,8 +554,8 @@ def _train_epoch(st: TrainState) -> tuple[dict, Tensor] | None:
     if drw_epoch is not None:
         parts.loss_fn.weight = parts.drw_weight if drw_on else st.base_weight
     st.data_gen.manual_seed(epoch_seed(cfg.seed, st.epoch))
-    perm = torch.randperm(parts.x["train"].shape[0], generator=st.data_gen,
-                          device=parts.x["train"].device)
+    sampler = sampler_at(cfg.data.sampler, cfg.train.drs_epoch, st.epoch)
+    order = epoch_order(parts.y["train"], len(parts.class_names), sampler, st.data_gen)
     c = len(parts.class_names)
     tot = _Totals(torch.zeros((), dtype=torch.float64, device=parts.device), 0,
                   torch.zeros(c * c, dtype=torch.int64, device=parts.device))
@@ -540,8 +568,9 @@ def _train_epoch(st: TrainState) -> tuple[dict, Tensor] | None:
     st.train_model.train()
     bar = _progress_bar(st)
     log_interval = cfg.train.log_interval
+    batches = _batches(st, order)
     while st.step < st.steps_per_epoch:
-        _train_step(st, perm, tot)
+        _train_step(st, *next(batches), tot)
         st.step += 1
         for cb in st.callbacks:
             cb.on_step_end(st)
@@ -553,6 +582,7 @@ def _train_epoch(st: TrainState) -> tuple[dict, Tensor] | None:
             _agree_on_stop(st)
         if st.stop_requested and (not info.enabled or at_log):
             break
+    batches.close()  # a stopped epoch's DataLoader workers end here
     if bar is not None:
         bar.close()
     if st.step < st.steps_per_epoch:  # stopped: save the partial epoch, over all ranks
@@ -566,17 +596,33 @@ def _train_epoch(st: TrainState) -> tuple[dict, Tensor] | None:
     n_seen = max(1, tot.seen)
     record = {"epoch": st.epoch + 1, "lr": lr, "train_loss": tot.loss_sum.item() / n_seen,
               "train_accuracy": tot.cm.view(c, c).diagonal().sum().item() / n_seen,
-              "drw": drw_on, "train_seconds": time.perf_counter() - t0}
+              "drw": drw_on, "sampler": sampler, "train_seconds": time.perf_counter() - t0}
     return record, tot.cm.view(c, c)
 
 
-def _train_step(st: TrainState, perm: Tensor, tot: _Totals) -> None:
-    """One optimizer step on batch ``st.step`` of ``perm`` (this rank's shard of it)."""
+def _batches(st: TrainState, order: Tensor) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """The batch source: for steps ``st.step ..`` of the epoch, this rank's shard of each
+    global batch of ``order`` as ``(x, y, the global batch's indices)``.
+
+    In-memory inputs are indexed; lazy ones are read by ``data.workers`` DataLoader processes
+    (a generator seeded from the run seed, epoch and first step), in the same order.
+    """
     parts, info, bs = st.parts, st.info, st.batch_size
-    x_train, y_train = parts.x["train"], parts.y["train"]
-    idx_global = perm[st.step * bs:(st.step + 1) * bs]
-    idx = dist_utils.shard_batch(idx_global, info.rank, info.world_size)
-    xb, yb = x_train[idx], y_train[idx]
+    y_train = parts.y["train"]
+    steps = range(st.step, st.steps_per_epoch)
+    glob = [order[s * bs:(s + 1) * bs] for s in steps]
+    local = [dist_utils.shard_batch(g, info.rank, info.world_size) for g in glob]
+    xs = read_batches(parts.x["train"], local, workers=st.cfg.data.workers,
+                      seed=epoch_seed(st.cfg.seed, st.epoch) + st.step,
+                      pin_memory=parts.device.type == "cuda")
+    for g, idx, xb in zip(glob, local, xs):
+        yield xb, y_train[idx], g
+
+
+def _train_step(st: TrainState, xb: Tensor, yb: Tensor, idx_global: Tensor,
+                tot: _Totals) -> None:
+    """One optimizer step on this rank's batch ``xb, yb`` of the global batch ``idx_global``."""
+    parts, info = st.parts, st.info
     crop_padding, flip = st.augment
     if crop_padding or flip:
         xb = augment_batch(xb, crop_padding=crop_padding, flip=flip, generator=st.data_gen)
@@ -593,7 +639,7 @@ def _train_step(st: TrainState, perm: Tensor, tot: _Totals) -> None:
         # DDP averages gradients over ranks; rescale each rank's (weighted) mean so the average
         # is the weighted mean of the whole global batch
         loss = loss * dist_utils.global_mean_scale(
-            yb, y_train[idx_global].to(parts.device, non_blocking=True),
+            yb, parts.y["train"][idx_global].to(parts.device, non_blocking=True),
             getattr(parts.loss_fn, "weight", None), info.world_size)
         batch_weight = idx_global.shape[0] / info.world_size
     loss.backward()
@@ -679,7 +725,8 @@ def _end_epoch(st: TrainState, record: dict, train_cm: Tensor, t0: float) -> Non
            f"{record['train_loss']:.4f}  acc {record['train_accuracy']:.4f}"
            + (f"  val acc {val['accuracy']:.4f} bacc {val['balanced_accuracy']:.4f}" if val else "")
            + f"  {record['seconds']:.1f}s" + ("  *" if improved else "")
-           + ("  [DRW]" if record["drw"] else ""))
+           + ("  [DRW]" if record["drw"] else "")
+           + (f"  [{record['sampler']} sampling]" if record["sampler"] != "none" else ""))
 
 
 def _checkpoint(st: TrainState, *, accum: dict | None = None) -> dict:
