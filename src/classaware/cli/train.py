@@ -93,7 +93,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
     cfg = load_config(_train_config_source(args), args.overrides)
     result = train(cfg, out=args.out, resume=args.resume, quiet=args.quiet)  # prints the table
-    return 130 if result.interrupted else 0
+    code = 130 if result.interrupted else 0
+    from classaware.trainer import distributed
+
+    if distributed.env_world_size() > 1:  # a torchrun worker: see exit_worker (torch's DDP
+        distributed.exit_worker(code)      # teardown can abort a finished run at exit)
+    return code
 
 
 def _train_config_source(args: argparse.Namespace) -> Any:

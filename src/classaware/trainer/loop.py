@@ -78,16 +78,14 @@ class RunResult:
     """What a finished (or interrupted) run hands back.
 
     run_dir : the run directory; config : the resolved config; final : the content of
-    ``final.json`` (empty when the run was interrupted before it finished).
+    ``final.json`` (on every rank under torchrun; empty when the run was interrupted before it
+    finished); interrupted : the run stopped on Ctrl-C (set where the loop returns after a stop).
     """
 
     run_dir: Path
     config: dict
     final: dict
-
-    @property
-    def interrupted(self) -> bool:
-        return not self.final
+    interrupted: bool = False
 
 
 # ----------------------------------------------------------------------------------------------
@@ -582,7 +580,7 @@ def run_training(cfg: dict, out_dir: str | Path, *, resume: bool = False,
             f"{cfg['model'].get('name')}/{getattr(model, 'head_type', '?')}, loss "
             f"{cfg['loss']['name']}, {epochs} epochs on {device}"
             + (f" x{info.world_size} ranks" if info.enabled else ""))
-        stopped = False
+        stopped = stopping = False
         with _StopRequest(verbose=not quiet) as stop:
             for epoch in range(start_epoch, epochs):
                 t0 = time.perf_counter()
@@ -653,15 +651,15 @@ def run_training(cfg: dict, out_dir: str | Path, *, resume: bool = False,
                             n_seen = max(1, seen)
                             bar.set_postfix(loss=f"{loss_sum.item() / n_seen:.4f}",
                                             acc=f"{cm.view(C, C).diagonal().sum().item() / n_seen:.3f}")
-                        if info.enabled:  # agree on stopping (every rank at the same step)
-                            flag = torch.tensor([float(stop.requested)], device=device)
-                            stop.requested = bool(dist_utils.all_reduce_sum(flag, info).item())
-                    if stop.requested and (not info.enabled or step % log_interval == 0
-                                           or step == steps_per_epoch):
+                    # every rank decides to stop at the same step: Ctrl-C lands on each rank at
+                    # its own moment, so only the all-reduced flag may steer the collectives
+                    if (not info.enabled or step % log_interval == 0 or step == steps_per_epoch) \
+                            and dist_utils.any_rank(stop.requested, info):
+                        stopping = True
                         break
                 if bar is not None:
                     bar.close()
-                if stop.requested and step < steps_per_epoch:
+                if stopping and step < steps_per_epoch:
                     elapsed += time.perf_counter() - t0
                     seen_t = torch.tensor(seen, device=device)
                     for t in (loss_sum, seen_t, cm):  # the partial epoch's totals over all ranks
@@ -703,6 +701,7 @@ def run_training(cfg: dict, out_dir: str | Path, *, resume: bool = False,
                                     "value": score, "best_epoch": best["epoch"]}
                 elapsed += time.perf_counter() - t0
                 record["seconds"] = time.perf_counter() - t0
+                stopping = stopping or dist_utils.any_rank(stop.requested, info)  # Ctrl-C in val
                 if main:
                     _append_jsonl(run_dir / "metrics.jsonl", record)
                     if improved:
@@ -712,8 +711,7 @@ def run_training(cfg: dict, out_dir: str | Path, *, resume: bool = False,
                             "score": score, "select_metric": select_metric,
                             "class_names": setup.class_names,
                             "head_type": getattr(model, "head_type", None)})
-                    if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs or \
-                            stop.requested:
+                    if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs or stopping:
                         save_checkpoint(ckpt_dir / "last.pt", checkpoint(epoch + 1, 0, None))
                 val_txt = ""
                 if has_val:
@@ -722,7 +720,7 @@ def run_training(cfg: dict, out_dir: str | Path, *, resume: bool = False,
                 say(f"epoch {epoch + 1}/{epochs}  lr {lr:.4g}  loss {train_loss:.4f}  "
                     f"acc {train_acc:.4f}{val_txt}  {record['seconds']:.1f}s"
                     + ("  *" if improved else "") + ("  [DRW]" if drw_on else ""))
-                if stop.requested:
+                if stopping:
                     stopped = epoch + 1 < epochs
                     break
 
@@ -731,7 +729,7 @@ def run_training(cfg: dict, out_dir: str | Path, *, resume: bool = False,
                 print(f"classaware: interrupted; checkpoints/last.pt saved. Continue with:\n"
                       f"  classaware train --out {run_dir} --resume", file=sys.stderr, flush=True)
             dist_utils.barrier(info)
-            return RunResult(run_dir, cfg, {})
+            return RunResult(run_dir, cfg, {}, interrupted=True)
 
         # ---- final evaluation with the best model (rank 0) -----------------------------------
         final: dict = {}
@@ -739,7 +737,7 @@ def run_training(cfg: dict, out_dir: str | Path, *, resume: bool = False,
             best_state = load_checkpoint(ckpt_dir / "best.pt")
             model.load_state_dict(best_state["model"])
             final = _finish(model, norm, setup, cfg, run_dir, best, elapsed, info, quiet)
-        dist_utils.barrier(info)
+        final = dist_utils.broadcast_object(final, info)  # every rank returns rank 0's result
         return RunResult(run_dir, cfg, final)
     finally:
         dist_utils.teardown(info)
