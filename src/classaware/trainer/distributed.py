@@ -20,8 +20,10 @@ tensor([1, 4, 7])
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -70,6 +72,27 @@ def teardown(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
+def exit_worker(code: int) -> NoReturn:
+    """End a torchrun worker now with ``code``, without Python's interpreter finalization.
+
+    Call it once the run is written (every file is fsync'ed before ``run_training`` returns).
+    Why: in torch 2.13, DDP keeps the gloo process group alive after ``destroy_process_group()``,
+    so its worker threads are still running when the interpreter finalizes.  A worker thread that
+    frees the last collective's work then drops a Python reference (the work's saved
+    ``ThreadLocalState``) and needs the GIL while the interpreter is torn down: CPython makes that
+    thread exit inside a ``noexcept`` destructor, and the process aborts ("terminate called without
+    an active exception", exit -6) after a run that finished; the thread can also wait for the
+    GIL forever.  It is a race with the exit, lost more often on a loaded machine.  ``os._exit``
+    skips the finalization, so the race cannot happen; stdout and stderr are flushed first.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or broken: nothing left to save
+            pass
+    os._exit(code)
+
+
 def is_main(info: DistInfo | None) -> bool:
     return info is None or info.is_main
 
@@ -84,6 +107,22 @@ def all_reduce_sum(t: Tensor, info: DistInfo) -> Tensor:
     if info.enabled:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
+
+
+def any_rank(flag: bool, info: DistInfo) -> bool:
+    """True on every rank when ``flag`` is true on at least one (``flag`` for one process).
+
+    A collective: every rank must call it at the same point.  The loop steers its stop/continue
+    branches by this agreed value only, never by a rank's own Ctrl-C flag, which a signal can
+    set on one rank between two collectives and not yet on the other.
+    """
+    if not info.enabled:
+        return bool(flag)
+    t = torch.tensor([1.0 if flag else 0.0])
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
 
 
 def broadcast_object(obj: object, info: DistInfo) -> object:

@@ -165,7 +165,8 @@ class TrainState:
     accum: dict | None = None           # a resumed partial epoch's totals (rank 0)
     resume_gen_state: Tensor | None = None
     elapsed: float = 0.0
-    stop_requested: bool = False
+    stop_requested: bool = False        # asked on this rank (Ctrl-C, a callback): any moment
+    stopping: bool = False              # agreed by every rank (_agree_on_stop): steers the loop
     norm: Normalizer | None = None      # norm_cpu on the device
 
     def set_norm(self, norm_cpu: Normalizer) -> None:
@@ -278,7 +279,7 @@ def run_training(cfg: RunConfig | Mapping[str, Any], out_dir: str | Path, *, res
             _restore(st, plan)
         _write_run_files(st)
         with _StopRequest(st):
-            while st.epoch < cfg.train.epochs and not st.stop_requested:
+            while st.epoch < cfg.train.epochs and not st.stopping:
                 t0 = time.perf_counter()
                 trained = _train_epoch(st)
                 if trained is None:  # stopped mid-epoch; last.pt holds the partial epoch
@@ -579,8 +580,9 @@ def _train_epoch(st: TrainState) -> tuple[dict, Tensor] | None:
         at_log = st.step % log_interval == 0 or st.step == st.steps_per_epoch
         if at_log:
             _show_progress(bar, tot, c)
+        if at_log or not info.enabled:
             _agree_on_stop(st)
-        if st.stop_requested and (not info.enabled or at_log):
+        if st.stopping:
             break
     batches.close()  # a stopped epoch's DataLoader workers end here
     if bar is not None:
@@ -653,10 +655,12 @@ def _train_step(st: TrainState, xb: Tensor, yb: Tensor, idx_global: Tensor,
 
 
 def _agree_on_stop(st: TrainState) -> None:
-    """Under DDP, every rank stops when one asks to (called at the same step on every rank)."""
-    if st.info.enabled:
-        flag = torch.tensor([float(st.stop_requested)], device=st.parts.device)
-        st.stop_requested = bool(dist_utils.all_reduce_sum(flag, st.info).item())
+    """``st.stopping``: true on every rank once one rank asked to stop (a collective: called at
+    the same step on every rank).  The loop branches on ``stopping`` only, never on a rank's own
+    ``stop_requested``, which a signal sets on each rank at its own moment (between two
+    collectives on one rank and not yet on the other, the ranks would wait in different
+    collectives)."""
+    st.stopping = st.stopping or dist_utils.any_rank(st.stop_requested, st.info)
 
 
 def _progress_bar(st: TrainState) -> Any:
@@ -718,7 +722,7 @@ def _end_epoch(st: TrainState, record: dict, train_cm: Tensor, t0: float) -> Non
         if improved:  # resumable too: --resume continues from the newest checkpoint
             save_checkpoint(ckpt_dir / "best.pt", _checkpoint(st))
         if (st.epoch % cfg.train.checkpoint_every == 0 or st.epoch == cfg.train.epochs
-                or st.stop_requested):
+                or st.stopping):
             save_checkpoint(ckpt_dir / "last.pt", _checkpoint(st))
     val = record["val"]
     st.say(f"epoch {st.epoch}/{cfg.train.epochs}  lr {record['lr']:.4g}  loss "
