@@ -100,18 +100,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             result = train(cfg, out=args.out, resume=args.resume, quiet=args.quiet)
     except TrainingDiverged as exc:  # final.json records it; the checkpoints are finite
         print(f"classaware: error: {exc}", file=sys.stderr)
-        return _exit(3)
-    return _exit(130 if result.interrupted else 0)
-
-
-def _exit(code: int) -> int:
-    """``code``; a torchrun worker ends here at once (see ``distributed.exit_worker``: torch's
-    DDP teardown can abort a finished run at interpreter exit)."""
-    from classaware.trainer import distributed
-
-    if distributed.env_world_size() > 1:
-        distributed.exit_worker(code)
-    return code
+        return 3
+    return 130 if result.interrupted else 0  # under torchrun, __main__ ends through exit_worker
 
 
 @contextlib.contextmanager
