@@ -27,6 +27,9 @@ Usage::
     python benchmarks/study_overhead.py                       # the main job, as shipped
     python benchmarks/study_overhead.py --seeds 1 --epochs 1  # a quick, smaller version
     python benchmarks/study_overhead.py --losses ce,camri-m0.2-s16 --max-train 3000
+    python benchmarks/study_overhead.py --reps 2    # floor/study, then study/floor (a loaded machine)
+
+Under another load that comes and goes, compare ratios of repetitions, not single numbers.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import dataclasses
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -157,7 +161,7 @@ def bare_shard(spec: str, k: int, jobs: int) -> None:
     print(json.dumps(out))
 
 
-def report(study: dict, floor: dict, jobs: int) -> None:
+def report(study: dict, floor: dict, jobs: int) -> float:
     f = floor["total"] / jobs
     w = study["wall"]
     per_run = sum(study["run_walls"]) / jobs
@@ -176,6 +180,7 @@ def report(study: dict, floor: dict, jobs: int) -> None:
     print(f"{'study wall time':46s}{w:9.1f}{w / f:9.2f}")
     print(f"{'floor = bare train + eval compute / workers':46s}{f:9.1f}{1:9.2f}")
     print(f"ratio study / floor = {w / f:.2f}  ({floor['runs']} runs, {jobs} workers)")
+    return w / f
 
 
 def main() -> None:
@@ -186,6 +191,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=0, help="train.epochs (0 = the study's)")
     ap.add_argument("--max-train", type=int, default=0, help="data.max_train (0 = the study's)")
     ap.add_argument("--jobs", type=int, default=0, help="workers (0 = the main job's: min(2, cores))")
+    ap.add_argument("--reps", type=int, default=1,
+                    help="repetitions, floor and study in alternating order (default 1)")
     ap.add_argument("--verbose", "-v", action="store_true", help="echo the study's output")
     ap.add_argument("--bare-shard", nargs=3, metavar=("SPEC", "K", "JOBS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -197,10 +204,21 @@ def main() -> None:
 
     print(f"study {' '.join(_study_args(args))}, {jobs} workers, {_cores()} cores, "
           f"torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}")
-    with tempfile.TemporaryDirectory() as tmp:
-        floor = run_floor(args, Path(tmp), jobs)
-        study = run_study(args, Path(tmp) / "study", jobs)
-    report(study, floor, jobs)
+    ratios = []
+    for rep in range(args.reps):
+        with tempfile.TemporaryDirectory() as tmp:
+            if rep % 2 == 0:  # alternate the order: a load that changes hurts both alike
+                floor = run_floor(args, Path(tmp), jobs)
+                study = run_study(args, Path(tmp) / f"study{rep}", jobs)
+            else:
+                study = run_study(args, Path(tmp) / f"study{rep}", jobs)
+                floor = run_floor(args, Path(tmp), jobs)
+        if args.reps > 1:
+            print(f"-- repetition {rep + 1}/{args.reps} (load average {os.getloadavg()[0]:.1f})")
+        ratios.append(report(study, floor, jobs))
+    if args.reps > 1:
+        print(f"ratio per repetition: {', '.join(f'{r:.2f}' for r in ratios)}; "
+              f"median {statistics.median(ratios):.2f}")
 
 
 if __name__ == "__main__":

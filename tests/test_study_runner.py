@@ -63,12 +63,20 @@ def _csv_without_timing(path: Path) -> list[dict[str, str]]:
     return [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in rows]
 
 
-def _group_alive(pgid: int) -> bool:
+def _children(pid: int) -> list[int]:
     try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has stopped writing
 
 
 def test_kill9_then_rerun_gives_the_same_report(tmp_path):
@@ -90,17 +98,19 @@ def test_kill9_then_rerun_gives_the_same_report(tmp_path):
     while p.poll() is None and time.monotonic() < deadline:
         if any((d / "checkpoints" / "last.pt").exists() and not (d / "final.json").exists()
                for d in dirs):
+            workers = _children(p.pid)
             os.kill(p.pid, signal.SIGKILL)  # the study process only: its workers must die too
             mid_run = True
             break
         time.sleep(0.01)
     p.communicate(timeout=60)
     assert mid_run, "the study finished before it could be killed mid-run"
+    assert workers, "the study had no worker processes"
     for _ in range(100):  # PR_SET_PDEATHSIG: no orphan keeps writing into the study dir
-        if not _group_alive(p.pid):
+        if not any(map(_alive, workers)):
             break
         time.sleep(0.05)
-    assert not _group_alive(p.pid)
+    assert not any(map(_alive, workers))
     assert not all((d / "final.json").exists() for d in dirs)
 
     # 3. the same command again completes the study

@@ -258,7 +258,8 @@ def load_study(
         that is not a variant but a loss name is added as a plain variant of that loss.
     seeds : an int n (seeds ``0..n-1``) or a list; replaces ``study.seeds``.
     sets : ``(dotted key, value)`` overrides of the shared config; keys starting with ``study.``
-        change the study settings instead.
+        change the study settings instead, and ``VARIANT:key`` sets ``key`` in that variant
+        only, after the variant's own overrides (so it can change a value the variant sets).
     """
     origin = "<command line>"
     if source is None:
@@ -275,8 +276,12 @@ def load_study(
     variants_raw = raw.pop("variants", []) or []
     if not isinstance(study_raw, dict):
         raise ConfigError("[study] must be a table")
+    variant_sets: list[tuple[str, str, Any]] = []
     for key, value in sets:
-        if key.startswith("study."):
+        if ":" in key:
+            vname, _, vkey = key.partition(":")
+            variant_sets.append((vname, vkey, value))
+        elif key.startswith("study."):
             apply_override(study_raw, key[len("study."):], value)
         else:
             apply_override(raw, key, value)
@@ -300,11 +305,14 @@ def load_study(
         variants = _select_variants(variants, losses, from_file=source is not None)
     if not variants:
         raise ConfigError("the study has no variants: add [[variants]] or use --losses ce,camri,...")
+    _apply_variant_sets(variants, variant_sets)
 
     seed_list = _parse_seeds(seeds if seeds is not None else settings["seeds"])
     names = [v.name for v in variants]
     baseline = settings["baseline"]
-    if baseline is None:
+    baseline_chosen = any(k == "study.baseline" for k, _ in sets)
+    if baseline is None or (losses is not None and baseline not in names and not baseline_chosen):
+        # the file's baseline was left out by --losses: compare with the first variant instead
         baseline = "ce" if "ce" in names else names[0]
     if baseline not in names:
         raise ConfigError(f"study.baseline: {baseline!r} is not a variant; variants: {', '.join(names)}")
@@ -386,6 +394,20 @@ def _parse_variants(items: Any) -> list[Variant]:
             overrides.append((key, value))
         out.append(Variant(name=name, overrides=overrides))
     return out
+
+
+def _apply_variant_sets(variants: list[Variant], sets: list[tuple[str, str, Any]]) -> None:
+    """``--set VARIANT:key=value``: appended to that variant's overrides (applied last)."""
+    by_name = {v.name: v for v in variants}
+    for vname, key, value in sets:
+        if vname not in by_name:
+            raise ConfigError(f"--set {vname}:{key}: {vname!r} is not a variant of the study; "
+                              f"variants: {', '.join(by_name)}")
+        head = key.split(".")[0]
+        if head not in CONFIG_SECTIONS or "." not in key:
+            raise ConfigError(f"--set {vname}:{key}: expected a dotted config key of one of "
+                              f"{', '.join(CONFIG_SECTIONS)} (e.g. {vname}:train.drw_epoch=1)")
+        by_name[vname].overrides.append((key, value))
 
 
 def _select_variants(variants: list[Variant], losses: list[str], *, from_file: bool) -> list[Variant]:

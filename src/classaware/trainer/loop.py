@@ -441,7 +441,7 @@ def _evaluate_split(model: nn.Module, split: str, norm: Normalizer, setup: _Setu
 
 
 def run_training(cfg: dict, out_dir: str | Path, *, resume: bool = False,
-                 quiet: bool = False) -> RunResult:
+                 quiet: bool = False, data: Any = None) -> RunResult:
     """Train one run described by the resolved config ``cfg`` into ``out_dir``.
 
     Parameters
@@ -454,6 +454,9 @@ def run_training(cfg: dict, out_dir: str | Path, *, resume: bool = False,
         Continue from ``out_dir/checkpoints/last.pt`` (exactly where it stopped).
     quiet : bool
         No progress bar, no per-epoch lines, no final table.
+    data : DataBundle, optional
+        The data ``load_data(cfg["data"], seed=cfg["seed"])`` returns, already loaded (a study
+        worker's cache); None loads it.  It is read, never written.
 
     Returns
     -------
@@ -494,7 +497,7 @@ def run_training(cfg: dict, out_dir: str | Path, *, resume: bool = False,
 
         # ---- seed, data, model, loss, optimizer ----------------------------------------------
         seed_everything(seed)
-        data = _load_data(cfg)
+        data = _load_data(cfg) if data is None else data
         setup = _build(cfg, data, device)
         model, C = setup.model, len(setup.class_names)
         loss_fn, loss_spec, drw_weight, drw_epoch = _build_loss(
