@@ -13,6 +13,7 @@ Every executor has the same four methods, used by :func:`classaware.study.runner
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -167,6 +168,11 @@ class LocalExecutor:
                 p.kill()
                 p.wait()
         self.sel.close()
+        log = self.log_dir / "workers.log"
+        with contextlib.suppress(OSError):
+            if log.stat().st_size == 0:  # nothing to say: leave no trace
+                log.unlink()
+                self.log_dir.rmdir()  # only when empty
 
     def kill(self) -> None:
         """End every worker at once (SIGKILL)."""
