@@ -16,40 +16,12 @@ import numpy as np
 import pytest
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))
+from test_study_runner import STUDY as BASE_STUDY  # noqa: E402
+
 pytestmark = pytest.mark.slow
 
-STUDY = """
-[study]
-name = "tiny"
-seeds = [0, 1]
-important = ["3"]
-target_recalls = [0.9]
-
-[data]
-name = "digits"
-val_fraction = 0.2
-
-[model]
-name = "mlp"
-hidden = [32]
-
-[optim]
-name = "adam"
-lr = 0.01
-weight_decay = 0.0
-
-[train]
-epochs = 3
-batch_size = 64
-
-[[variants]]
-name = "ce"
-"loss.name" = "ce"
-
-[[variants]]
-name = "cosface"
-loss = { name = "cosface", margin = 0.2, scale = 16.0 }
-"""
+STUDY = BASE_STUDY.replace("seeds = [0]", "seeds = [0, 1]").replace("epochs = 4", "epochs = 3")
 RUNS = ["ce-seed0", "cosface-seed0", "ce-seed1", "cosface-seed1"]  # seed-major
 
 

@@ -316,6 +316,21 @@ def load_study(
         baseline = "ce" if "ce" in names else names[0]
     if baseline not in names:
         raise ConfigError(f"study.baseline: {baseline!r} is not a variant; variants: {', '.join(names)}")
+    tol, important, targets, groups = _check_settings(settings, base)
+    name = settings["name"] or ("-".join(names)[:60].rstrip("-.") if source is None else "study")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ConfigError(f"study.name: expected a file-name-safe string, got {name!r}")
+    return Study(
+        name=name, base=base, variants=variants, seeds=seed_list, baseline=baseline,
+        accuracy_tolerance=float(tol), important=list(important),
+        target_recalls=sorted(float(t) for t in targets), groups=[list(g) for g in groups],
+        ordinal=settings["ordinal"], description=str(settings["description"] or ""), source=origin,
+    )
+
+
+def _check_settings(settings: dict[str, Any], base: dict[str, Any]
+                    ) -> tuple[float, list[Any], list[float], list[list[Any]]]:
+    """The checked ``accuracy_tolerance``, ``important``, ``target_recalls`` and ``groups``."""
     tol = settings["accuracy_tolerance"]
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
         raise ConfigError(f"study.accuracy_tolerance: expected a number >= 0 (points), got {tol!r}")
@@ -338,15 +353,7 @@ def load_study(
         raise ConfigError(f"study.groups: expected a list of non-empty lists of classes, got {groups!r}")
     if not isinstance(settings["ordinal"], bool):
         raise ConfigError(f"study.ordinal: expected true or false, got {settings['ordinal']!r}")
-    name = settings["name"] or ("-".join(names)[:60].rstrip("-.") if source is None else "study")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise ConfigError(f"study.name: expected a file-name-safe string, got {name!r}")
-    return Study(
-        name=name, base=base, variants=variants, seeds=seed_list, baseline=baseline,
-        accuracy_tolerance=float(tol), important=list(important),
-        target_recalls=sorted(float(t) for t in targets), groups=[list(g) for g in groups],
-        ordinal=settings["ordinal"], description=str(settings["description"] or ""), source=origin,
-    )
+    return tol, important, targets, groups
 
 
 def _parse_seeds(seeds: Any) -> list[int]:

@@ -94,7 +94,7 @@ def train_one(spec: dict[str, Any], threads: int = 0) -> int:
     (a run's ``train.num_threads`` does not leak into the next one)."""
     import torch
 
-    from classaware.errors import ConfigError
+    from classaware.cli import guarded
     from classaware.trainer.config import load_config
     from classaware.trainer.loop import run_training
 
@@ -110,17 +110,14 @@ def train_one(spec: dict[str, Any], threads: int = 0) -> int:
         print(f"$ classaware train --config {spec['config']} --out {out} --quiet"
               + (" --resume" if resume else "")
               + f"   # worker pid {os.getpid()} on {socket.gethostname()}", flush=True)
-        try:
+        def train() -> int:
             cfg = load_config(str(spec["config"]))
             result = run_training(cfg, out, resume=resume, quiet=True, data=cached_data(cfg))
             return 130 if result.interrupted else 0
-        except ConfigError as exc:
-            print(f"classaware: error: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("classaware: interrupted", file=sys.stderr)
-            return 130
-        except Exception:
+
+        try:
+            return guarded(train)
+        except Exception:  # a crash fails this run, not the worker: its traceback is in the log
             traceback.print_exc()
             return 1
         finally:
