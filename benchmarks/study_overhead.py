@@ -28,6 +28,7 @@ Usage::
     python benchmarks/study_overhead.py --seeds 1 --epochs 1  # a quick, smaller version
     python benchmarks/study_overhead.py --losses ce,camri-m0.2-s16 --max-train 3000
     python benchmarks/study_overhead.py --reps 2    # floor/study, then study/floor (a loaded machine)
+    python benchmarks/study_overhead.py --ray       # also the same study on a local Ray instance
 
 Under another load that comes and goes, compare ratios of repetitions, not single numbers.
 """
@@ -87,10 +88,12 @@ def _run_configs(args: argparse.Namespace) -> list[dict]:
     return [load_config(r.config) for r in plan_runs(study, "unused")]
 
 
-def run_study(args: argparse.Namespace, out: Path, jobs: int) -> dict:
+def run_study(args: argparse.Namespace, out: Path, jobs: int, executor: str = "local") -> dict:
     """Run the study as a user does; wall time, the time of each line, per-run seconds."""
     cmd = [sys.executable, "-m", "classaware", "compare", *_study_args(args), "--jobs",
            str(jobs), "--out", str(out)]
+    if executor == "ray":  # a local Ray started by the study; each task as many threads
+        cmd += ["--executor", "ray", "--cpus-per-run", str(max(1, _cores() // jobs))]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -193,6 +196,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=0, help="workers (0 = the main job's: min(2, cores))")
     ap.add_argument("--reps", type=int, default=1,
                     help="repetitions, floor and study in alternating order (default 1)")
+    ap.add_argument("--ray", action="store_true",
+                    help="also run the study with --executor ray (a local Ray) after each study")
     ap.add_argument("--verbose", "-v", action="store_true", help="echo the study's output")
     ap.add_argument("--bare-shard", nargs=3, metavar=("SPEC", "K", "JOBS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -204,7 +209,8 @@ def main() -> None:
 
     print(f"study {' '.join(_study_args(args))}, {jobs} workers, {_cores()} cores, "
           f"torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}")
-    ratios = []
+    ratios: list[float] = []
+    ray_ratios: list[float] = []
     for rep in range(args.reps):
         with tempfile.TemporaryDirectory() as tmp:
             if rep % 2 == 0:  # alternate the order: a load that changes hurts both alike
@@ -216,9 +222,17 @@ def main() -> None:
         if args.reps > 1:
             print(f"-- repetition {rep + 1}/{args.reps} (load average {os.getloadavg()[0]:.1f})")
         ratios.append(report(study, floor, jobs))
+        if args.ray:
+            with tempfile.TemporaryDirectory() as tmp:
+                on_ray = run_study(args, Path(tmp) / "ray", jobs, "ray")
+            ray_ratios.append(on_ray["wall"] / study["wall"])
+            print(f"the same study on a local Ray: {on_ray['wall']:.1f} s wall, "
+                  f"{ray_ratios[-1]:.2f}x local workers, {on_ray['wall'] / (floor['total'] / jobs):.2f}x floor")
     if args.reps > 1:
         print(f"ratio per repetition: {', '.join(f'{r:.2f}' for r in ratios)}; "
               f"median {statistics.median(ratios):.2f}")
+        if ray_ratios:
+            print(f"Ray / local workers per repetition: {', '.join(f'{r:.2f}' for r in ray_ratios)}")
 
 
 if __name__ == "__main__":
