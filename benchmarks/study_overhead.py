@@ -13,7 +13,8 @@ Two measurements on the same machine, in the same process tree (children of this
   loading and process start-up are not counted.  ``floor = Σ bare seconds / J``.  Each bare process first makes one small untimed run (the
   kernels' first calls).
 
-Printed: both times, the ratio ``study / floor``, and where the difference goes (summed over the
+Printed: both times, the ratio ``study / floor`` (and the same ratio of CPU seconds, which
+another load on the machine distorts less), and where the difference goes (summed over the
 runs and divided by ``J`` so that every line is in wall seconds)::
 
     bare training steps, bare evaluation passes             (the floor)
@@ -40,6 +41,7 @@ import dataclasses
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -95,6 +97,7 @@ def run_study(args: argparse.Namespace, out: Path, jobs: int, executor: str = "l
     if executor == "ray":  # a local Ray started by the study; each task as many threads
         cmd += ["--executor", "ray", "--cpus-per-run", str(max(1, _cores() // jobs))]
     t0 = time.perf_counter()
+    cpu0 = _children_cpu()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     last_run_at, run_walls = t0, []
@@ -116,7 +119,13 @@ def run_study(args: argparse.Namespace, out: Path, jobs: int, executor: str = "l
             train += rec["train_seconds"]
             epoch += rec["seconds"]
     return {"wall": wall, "after_last_run": t0 + wall - last_run_at, "run_walls": run_walls,
-            "train": train, "epoch": epoch}
+            "train": train, "epoch": epoch, "cpu": _children_cpu() - cpu0}
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of the finished children (the study and its workers)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def run_floor(args: argparse.Namespace, tmp: Path, jobs: int) -> dict:
@@ -129,7 +138,7 @@ def run_floor(args: argparse.Namespace, tmp: Path, jobs: int) -> dict:
     procs = [subprocess.Popen([sys.executable, __file__, "--bare-shard", str(spec), str(k),
                                str(jobs)], stdout=subprocess.PIPE, text=True, env=env)
              for k in range(jobs)]
-    train = total = 0.0
+    train = total = cpu = 0.0
     for p in procs:
         out, _ = p.communicate()
         if p.returncode != 0:
@@ -137,7 +146,8 @@ def run_floor(args: argparse.Namespace, tmp: Path, jobs: int) -> dict:
         for rec in json.loads(out.strip().splitlines()[-1]):
             train += rec["train"]
             total += rec["total"]
-    return {"runs": len(cfgs), "train": train, "total": total}
+            cpu += rec["cpu"]
+    return {"runs": len(cfgs), "train": train, "total": total, "cpu": cpu}
 
 
 def bare_shard(spec: str, k: int, jobs: int) -> None:
@@ -159,8 +169,9 @@ def bare_shard(spec: str, k: int, jobs: int) -> None:
                  evaluate=True)
     for cfg in cfgs:
         data = load_data(cfg["data"], seed=int(cfg["seed"]))  # not counted: the floor is compute
+        cpu0 = time.process_time()
         epochs, total = bare_run(cfg, device, data=data, evaluate=True)
-        out.append({"train": sum(epochs), "total": total})
+        out.append({"train": sum(epochs), "total": total, "cpu": time.process_time() - cpu0})
     print(json.dumps(out))
 
 
@@ -183,6 +194,9 @@ def report(study: dict, floor: dict, jobs: int) -> float:
     print(f"{'study wall time':46s}{w:9.1f}{w / f:9.2f}")
     print(f"{'floor = bare train + eval compute / workers':46s}{f:9.1f}{1:9.2f}")
     print(f"ratio study / floor = {w / f:.2f}  ({floor['runs']} runs, {jobs} workers)")
+    print(f"CPU seconds: study (its whole process tree) {study['cpu']:.1f}, floor (the bare runs) "
+          f"{floor['cpu']:.1f}: ratio {study['cpu'] / floor['cpu']:.2f} (less sensitive to other "
+          "load than the wall ratio; idle cores are not in it)")
     return w / f
 
 
