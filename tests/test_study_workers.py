@@ -135,12 +135,17 @@ def test_a_dead_worker_fails_its_run_only(tmp_path):
 
 
 def test_progress_bar_shows_the_epoch_of_each_running_run(tmp_path):
+    import fcntl
     import pty
+    import struct
+    import termios
 
     study_file = tmp_path / "tiny.toml"
     study_file.write_text(STUDY.replace("epochs = 3", "epochs = 40").replace(
         "seeds = [0, 1]", "seeds = [0]"))
     master, slave = pty.openpty()
+    # a terminal 200 columns wide (a new pty is 0 x 0, where tqdm draws nothing)
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
     p = subprocess.Popen(_cmd("compare", "--config", str(study_file), "--out",
                               str(tmp_path / "o"), "--jobs", "2"),
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
