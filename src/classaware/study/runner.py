@@ -427,12 +427,14 @@ def _executor(kind: str, capacity: int, root: Path, options: dict[str, Any]) -> 
         return RayExecutor(capacity, address=options.get("address"),
                            gpus_per_run=float(options.get("gpus_per_run") or 0),
                            cpus_per_run=int(options.get("cpus_per_run") or 1))
-    raise ConfigError(f"--executor: expected 'local' or 'ray', got {kind!r}")
+    raise AssertionError(kind)  # checked by _check_args
 
 
-def _check_jobs(jobs: int | None) -> None:
+def _check_args(jobs: int | None, executor: str) -> None:
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise ConfigError(f"--jobs: expected an int >= 1, got {jobs!r}")
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"--executor: expected 'local' or 'ray', got {executor!r}")
 
 
 def _write_study_json(study: Study, root: Path) -> None:
@@ -459,7 +461,7 @@ def execute_study(study: Study, out: str | Path, *, jobs: int | None = None,
     ``progress``: a bar over the runs with each running run's epoch (default: when stderr is a
     terminal).  On KeyboardInterrupt the running runs checkpoint and stop, then it is re-raised.
     """
-    _check_jobs(jobs)
+    _check_args(jobs, executor)
     root = Path(out)
     runs = plan_runs(study, root)
     configs = validate_runs(runs, study)
@@ -469,12 +471,16 @@ def execute_study(study: Study, out: str | Path, *, jobs: int | None = None,
     with study_lock(root):
         states = {r.name: explain_state(r) for r in runs}
         todo = [(r, states[r.name][0]) for r in schedule(runs) if states[r.name][0] != "done"]
-        default = 1 if executor == "local" else max(1, len(todo))
-        ex = _executor(executor, jobs or default, root, {"python": python, **executor_options})
+        capacity = jobs or (1 if executor == "local" else max(1, len(todo)))
+        options = {"python": python, **executor_options}
+        ex = None
+        if todo and executor == "local":  # workers import torch while the runs are checked
+            ex = _executor(executor, capacity, root, options)
+            ex.warm(len(todo))
         try:
-            if hasattr(ex, "warm"):
-                ex.warm(len(todo))  # workers import torch while the runs are checked
             preflight([r for r, _ in todo], [cfg_of[r.name] for r, _ in todo])
+            if todo and ex is None:  # Ray: connected only once the runs are known to be good
+                ex = _executor(executor, capacity, root, options)
             _write_study_json(study, root)
             echo(f"study {study.name}: {len(study.variants)} variant(s) x {len(study.seeds)} "
                  f"seed(s), baseline {study.baseline} -> {root}")
@@ -483,21 +489,29 @@ def execute_study(study: Study, out: str | Path, *, jobs: int | None = None,
                     outcome.status[r.name] = "reused"
                     if on_done:
                         on_done(r, "reused")
-            _announce(todo, states, len(runs), ex, root, echo)
-            bar = _Progress(len(todo), sys.stderr.isatty() if progress is None else progress, echo)
-            loop = _Loop(ex, todo, outcome, bar, on_done)
-            try:
-                loop.run()
-            except BaseException:
-                loop.stop()
-                raise
-            finally:
-                bar.close()
+            if todo:
+                _announce(todo, states, len(runs), ex, root, echo)
+                _train_all(ex, todo, outcome, on_done, progress, echo)
         finally:
-            ex.close()
+            if ex is not None:
+                ex.close()
     outcome.status = {r.name: outcome.status.get(r.name, "failed") for r in runs}
     outcome.seconds = time.perf_counter() - t0
     return outcome
+
+
+def _train_all(ex: Any, todo: list[tuple[PlannedRun, str]], outcome: StudyRunOutcome,
+               on_done: Callable[[PlannedRun, str], None] | None, progress: bool | None,
+               echo: Callable[[str], None]) -> None:
+    bar = _Progress(len(todo), sys.stderr.isatty() if progress is None else progress, echo)
+    loop = _Loop(ex, todo, outcome, bar, on_done)
+    try:
+        loop.run()
+    except BaseException:
+        loop.stop()  # the running runs checkpoint and stop
+        raise
+    finally:
+        bar.close()
 
 
 def _announce(todo: list[tuple[PlannedRun, str]], states: dict[str, tuple[str, str]], n: int,
@@ -507,7 +521,6 @@ def _announce(todo: list[tuple[PlannedRun, str]], states: dict[str, tuple[str, s
         why = states[r.name][1]
         if why:
             echo(f"  {r.name}: {why}; retraining it from scratch")
-    if todo:
-        where = getattr(ex, "where", "")
-        echo(f"training {len(todo)} run(s) of {n} with {min(ex.capacity, len(todo))} "
-             f"worker(s){where} -> {root / 'runs'}")
+    where = getattr(ex, "where", "")
+    echo(f"training {len(todo)} run(s) of {n} with {min(ex.capacity, len(todo))} "
+         f"worker(s){where} -> {root / 'runs'}")
