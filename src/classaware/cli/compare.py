@@ -30,9 +30,10 @@ def register(subparsers: Any) -> None:
     """Add the ``compare`` sub-command to ``subparsers``."""
     p = subparsers.add_parser(
         "compare", help="compare losses over seeds: parallel runs, statistics, report",
-        description="Train every (variant, seed) of a study in parallel processes, aggregate over "
-                    "seeds, compare with the baseline and with threshold moving, and write "
-                    "DIR/report.{md,html,csv}. Re-running the same command resumes the study.",
+        description="Train every (variant, seed) of a study (worker processes on this machine, "
+                    "or Ray tasks on a cluster), aggregate over seeds, compare with the baseline "
+                    "and with threshold moving, and write DIR/report.{md,html,csv}. Ctrl-C or "
+                    "SIGTERM stops it with a checkpoint; re-running the same command resumes it.",
     )
     p.add_argument("--config", "-c", metavar="FILE|PRESET",
                    help="study file or shipped preset (e.g. important-class, long-tail, similarity)")
