@@ -1,5 +1,6 @@
 # One set-up path for a fresh machine. torch==2.13.0 is installed FIRST so pip never
-# resolves a CUDA build of torch from the registry.
+# resolves a CUDA build of torch from the registry.  Ray (the [ray] extra, ~240 MB, no torch) is
+# installed too: the study tests run `classaware compare --executor ray` on a local Ray head.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -12,7 +13,7 @@ $(BIN)/python:
 
 setup: $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,ray]"
 
 # Debian's Fashion-MNIST (IDX files in /usr/share/datasets/fashion-mnist) and chromium (report test).
 data:

@@ -9,7 +9,7 @@ checkpoints, metrics.jsonl, final evaluation).  Augmentation is off for both (th
 none).
 
 Repetitions alternate harness / bare; each repetition trains ``--epochs`` epochs and the
-first epoch of each is a warm-up that is not counted.  Printed (median over the counted epochs):
+first epoch of each is a warm-up that is not counted (unless it is the only one).  Printed (median over the counted epochs):
 
 * training images/s — the harness' per-epoch training time (``train_seconds`` in
   metrics.jsonl: the steps plus the one read of the running loss) vs the bare loop's epoch;
@@ -38,11 +38,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from classaware.classes import resolve_classes
 from classaware.data import load_data
 from classaware.models import build_model
-from classaware.trainer.build import Normalizer, seed_everything
+from classaware.trainer.build import Normalizer, auto_flag, build_loss, seed_everything
 from classaware.trainer.config import RunConfig, load_config
 from classaware.trainer.loop import run_training
+from classaware.trainer.optim import build_optimizer, lr_at, set_lr
 
 
 def make_cfg(args: argparse.Namespace) -> RunConfig:
@@ -62,33 +64,73 @@ def make_cfg(args: argparse.Namespace) -> RunConfig:
     })
 
 
-def bare_run(cfg: RunConfig, device: torch.device) -> tuple[list[float], float]:
-    """A hand-written loop; returns per-epoch seconds and the whole run's seconds."""
+def bare_run(cfg: RunConfig, device: torch.device, *, data=None, evaluate: bool = False
+             ) -> tuple[list[float], float]:
+    """A hand-written loop; returns per-epoch training seconds and the whole run's seconds.
+
+    It trains with the config's model, optimizer, learning-rate schedule, batch size and
+    (``cross entropy``, or the config's loss when ``evaluate``) loss, no metrics, no progress
+    bar, no checkpoints.  With ``evaluate`` it also makes the evaluation passes a run makes:
+    one forward pass over validation after every epoch and one over validation and test at the
+    end.  ``data``: a preloaded DataBundle (then loading is not part of the whole run's time).
+    """
     t_start = time.perf_counter()
-    data = load_data(cfg.data, seed=0)  # loading counts, as it does for the harness
-    seed_everything(0)
+    if data is None:
+        data = load_data(cfg.data, seed=cfg.seed)  # loading counts
+    seed_everything(cfg.seed)
     model = build_model(cfg.model, tuple(data.input_shape), len(data.class_names)).to(device)
     x, y = data.x_train.to(device), data.y_train.to(device)
     norm = Normalizer.fit(data.x_train).to(device, x.dim())
-    o = cfg.optim
-    opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum,
-                          weight_decay=o.weight_decay)
-    bs, n = cfg.train.batch_size, x.shape[0]
+    # as the trainer resolves it: "auto" = on for images
+    channels_last = x.dim() == 4 and auto_flag(cfg.train.channels_last, True)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    opt = build_optimizer(model.parameters(), cfg.optim)
+    loss_fn = _loss(cfg, data, device) if evaluate else F.cross_entropy
+    evals: list[torch.Tensor] = []
+
+    def forward_all(split: str) -> None:  # an evaluation pass: eval mode, no grad, argmax
+        xs = getattr(data, f"x_{split}").to(device)
+        model.eval()
+        with torch.no_grad():
+            for i in range(0, xs.shape[0], 1024):
+                xb = norm(xs[i:i + 1024])
+                if channels_last:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+                evals.append(model(xb).argmax(1))
+        model.train()
+
+    bs, n = min(cfg.train.batch_size, x.shape[0]), x.shape[0]
     times = []
     model.train()
-    for _ in range(cfg.train.epochs):
+    for epoch in range(cfg.train.epochs):
         t0 = time.perf_counter()
+        set_lr(opt, lr_at(cfg.optim, cfg.train.epochs, epoch))
         perm = torch.randperm(n, device=device)
         for i in range(0, n, bs):
             idx = perm[i:i + bs]
-            out = model(norm(x[idx]))
-            loss = F.cross_entropy(out, y[idx])
+            xb = norm(x[idx])
+            if channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            loss = loss_fn(model(xb).float(), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         loss.item()  # synchronise, as the harness does once per epoch
         times.append(time.perf_counter() - t0)
+        if evaluate and data.x_val.shape[0]:
+            forward_all("val")
+    if evaluate:
+        forward_all("val")
+        forward_all("test")
     return times, time.perf_counter() - t_start
+
+
+def _loss(cfg: RunConfig, data, device: torch.device) -> torch.nn.Module:
+    """The run's loss module (its class weight included), built by the trainer's builder."""
+    names, counts = list(data.class_names), list(data.train_class_counts)
+    important = resolve_classes(cfg.loss.important_classes, names, key="loss.important_classes")
+    return build_loss(cfg, names, counts, important, device)[0]
 
 
 def harness_run(cfg: RunConfig, root: Path, rep: int) -> tuple[list[float], float]:
@@ -133,11 +175,11 @@ def main() -> None:
             for which in order:
                 if which == "harness":
                     ep, tot = harness_run(cfg, Path(tmp), rep)
-                    h_epoch += ep[1:]
+                    h_epoch += ep[1:] or ep  # one epoch: nothing to warm up on
                     h_total.append(tot)
                 else:
                     ep, tot = bare_run(cfg, device)
-                    b_epoch += ep[1:]
+                    b_epoch += ep[1:] or ep
                     b_total.append(tot)
 
     epochs = args.epochs

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from classaware.study.runner import plan_runs, run_state
+from classaware.study.runner import explain_state, plan_runs, run_state, schedule
 from classaware.study.spec import load_study
 
 pytestmark = pytest.mark.slow
@@ -51,9 +51,9 @@ loss = { name = "cosface", margin = 0.2, scale = 16.0 }
 """
 
 
-def _compare(study_file: Path, out: Path, **kw):
+def _compare(study_file: Path, out: Path, extra: tuple[str, ...] | list[str] = (), **kw):
     cmd = [sys.executable, "-m", "classaware", "compare", "--config", str(study_file),
-           "--out", str(out), "--jobs", "2"]
+           "--out", str(out), "--jobs", "2", *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True, **kw)
 
@@ -63,12 +63,20 @@ def _csv_without_timing(path: Path) -> list[dict[str, str]]:
     return [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in rows]
 
 
-def _group_alive(pgid: int) -> bool:
+def _children(pid: int) -> list[int]:
     try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has stopped writing
 
 
 def test_kill9_then_rerun_gives_the_same_report(tmp_path):
@@ -90,17 +98,19 @@ def test_kill9_then_rerun_gives_the_same_report(tmp_path):
     while p.poll() is None and time.monotonic() < deadline:
         if any((d / "checkpoints" / "last.pt").exists() and not (d / "final.json").exists()
                for d in dirs):
+            workers = _children(p.pid)
             os.kill(p.pid, signal.SIGKILL)  # the study process only: its workers must die too
             mid_run = True
             break
         time.sleep(0.01)
     p.communicate(timeout=60)
     assert mid_run, "the study finished before it could be killed mid-run"
+    assert workers, "the study had no worker processes"
     for _ in range(100):  # PR_SET_PDEATHSIG: no orphan keeps writing into the study dir
-        if not _group_alive(p.pid):
+        if not any(map(_alive, workers)):
             break
         time.sleep(0.05)
-    assert not _group_alive(p.pid)
+    assert not any(map(_alive, workers))
     assert not all((d / "final.json").exists() for d in dirs)
 
     # 3. the same command again completes the study
@@ -118,6 +128,14 @@ def test_kill9_then_rerun_gives_the_same_report(tmp_path):
     assert out.count("finished earlier, reused") == 2
     assert "training " not in out
     assert {d: (d / "final.json").stat().st_mtime_ns for d in dirs} == mtimes
+
+    # 5. a changed config: the study says which finished run it retrains and why, first
+    p = _compare(study_file, tmp_path / "killed", extra=["--losses", "ce", "--set",
+                                                          "optim.lr=0.02"])
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0, out
+    why = "ce-seed0: finished with another config (optim.lr 0.01 -> 0.02); retraining it from scratch"
+    assert why in out and out.index(why) < out.index("training 1 run(s) of 1")
 
 
 def test_run_state_reuse_resume_and_changed_config(tmp_path):
@@ -140,6 +158,17 @@ def test_run_state_reuse_resume_and_changed_config(tmp_path):
     changed = load_study(study_file, sets=[("optim.lr", 0.02)])
     r2 = {x.name: x for x in plan_runs(changed, tmp_path)}["ce-seed0"]
     assert run_state(r2) == "fresh"
+    state, why = explain_state(r2)
+    assert why == "finished with another config (optim.lr 0.01 -> 0.02)"
+
+
+def test_schedule_is_seed_major(tmp_path):
+    study_file = tmp_path / "tiny.toml"
+    study_file.write_text(STUDY.replace("seeds = [0]", "seeds = [3, 1]"))
+    runs = plan_runs(load_study(study_file), tmp_path)
+    assert [r.name for r in runs] == ["ce-seed3", "ce-seed1", "cosface-seed3", "cosface-seed1"]
+    assert [r.name for r in schedule(runs)] == ["ce-seed3", "cosface-seed3", "ce-seed1",
+                                                "cosface-seed1"]
 
 
 def test_bad_variant_fails_before_training(tmp_path):
@@ -150,4 +179,5 @@ def test_bad_variant_fails_before_training(tmp_path):
     assert p.returncode == 2
     assert "cosface" in p.stderr and "margn" in p.stderr
     assert "Traceback" not in p.stderr
+    assert p.stdout == ""  # the config error comes before any "training ..." line
     assert not (tmp_path / "o" / "runs").exists()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from classaware.errors import ConfigError
 
@@ -55,10 +55,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def guarded(call: Callable[[], int | None]) -> int:
+    """``call()``'s exit code; a ConfigError is one line on stderr and exit code 2, Ctrl-C 130.
+
+    Used by :func:`main` and by the study workers (a run trained in a worker ends with the same
+    message and code as ``classaware train``).
+    """
+    try:
+        return int(call() or 0)
+    except ConfigError as exc:
+        print(f"classaware: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("classaware: interrupted", file=sys.stderr)
+        return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    try:
+
+    def dispatch() -> int:
         if not argv:  # the main job: the demo-size important-class study
             from classaware.cli.compare import run_default_study
 
@@ -68,9 +85,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 2
         return int(args.func(args) or 0)
-    except ConfigError as exc:
-        print(f"classaware: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("classaware: interrupted", file=sys.stderr)
-        return 130
+
+    return guarded(dispatch)

@@ -9,10 +9,14 @@ Runs that are already finished are reused: run the same command again after an i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +30,37 @@ def register(subparsers: Any) -> None:
     """Add the ``compare`` sub-command to ``subparsers``."""
     p = subparsers.add_parser(
         "compare", help="compare losses over seeds: parallel runs, statistics, report",
-        description="Train every (variant, seed) of a study in parallel processes, aggregate over "
-                    "seeds, compare with the baseline and with threshold moving, and write "
-                    "DIR/report.{md,html,csv}. Re-running the same command resumes the study.",
+        description="Train every (variant, seed) of a study (worker processes on this machine, "
+                    "or Ray tasks on a cluster), aggregate over seeds, compare with the baseline "
+                    "and with threshold moving, and write DIR/report.{md,html,csv}. Ctrl-C or "
+                    "SIGTERM stops it with a checkpoint; re-running the same command resumes it.",
     )
     p.add_argument("--config", "-c", metavar="FILE|PRESET",
                    help="study file or shipped preset (e.g. important-class, long-tail, similarity)")
     p.add_argument("--losses", "-l", metavar="A,B,...",
                    help="variants to run: names of the study's variants or loss names")
     p.add_argument("--seeds", metavar="N|S1,S2,...",
-                   help="number of seeds (0..N-1) or a comma-separated list; replaces study.seeds")
+                   help="N: seeds 0..N-1; a comma-separated list: those seeds (0,3,7); one named "
+                        "seed is a one-element list: 5, (seed 5 alone); replaces study.seeds")
     p.add_argument("--set", "-s", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a shared config key (optim.lr=0.01) or a study key "
-                        "(study.baseline=ce); repeatable")
-    p.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
-                   help="training processes in parallel (default 1)")
+                   help="override a shared config key (optim.lr=0.01), a study key "
+                        "(study.baseline=ce), or one variant's key, applied after the variant's "
+                        "own values: VARIANT:KEY=VALUE (ldam-drw:train.drw_epoch=1); a shared key "
+                        "does not change a value a variant sets itself; repeatable")
+    p.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
+                   help="runs trained at once (default 1; with --executor ray, as many as the "
+                        "cluster fits)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: worker processes on this machine (default); ray: one Ray task "
+                        "per run (pip install 'classaware[ray]')")
+    p.add_argument("--address", metavar="ADDR",
+                   help="with --executor ray: the cluster (HOST:PORT or auto; default: start a "
+                        "local Ray); --out must then be on a path every node sees")
+    p.add_argument("--gpus-per-run", type=float, default=0.0, metavar="G",
+                   help="with --executor ray: GPUs each run reserves (default 0)")
+    p.add_argument("--cpus-per-run", type=int, default=1, metavar="C",
+                   help="with --executor ray: CPUs each run reserves = its torch threads "
+                        "(default 1)")
     p.add_argument("--out", "-o", metavar="DIR", help="study directory (default runs/<study name>)")
     p.add_argument("--report-only", action="store_true",
                    help="do not train: (re)build the report from the finished runs in DIR")
@@ -82,8 +102,17 @@ def _run(args: argparse.Namespace) -> int:
     sets = [parse_set(s) for s in args.overrides]
     study = load_study(args.config, losses=losses, seeds=_parse_seeds(args.seeds), sets=sets)
     out = Path(args.out) if args.out else Path("runs") / study.name
+    if args.executor != "ray" and (args.address or args.gpus_per_run or args.cpus_per_run != 1):
+        raise ConfigError("--address, --gpus-per-run and --cpus-per-run need --executor ray")
+    execution: dict[str, Any] = {"executor": args.executor}
+    if args.executor == "ray":
+        from classaware.study.ray_executor import _import_ray
+
+        _import_ray()  # without Ray: one line saying how to install it, before anything runs
+        execution.update(address=args.address, gpus_per_run=args.gpus_per_run,
+                         cpus_per_run=args.cpus_per_run)
     return run_and_report(study, out, jobs=args.jobs, report_only=args.report_only,
-                          tables=args.tables)
+                          tables=args.tables, execution=execution)
 
 
 def _summary_line(run_dir: Path) -> str:
@@ -174,18 +203,69 @@ def _report(study: Any, out: Path, *, report_only: bool) -> Any:
         return None
 
 
-def run_and_report(study: Any, out: str | Path, *, jobs: int = 1, report_only: bool = False,
-                   tables: bool | list[str] = False) -> int:
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: ``compare`` stops as on Ctrl-C (exit 143)."""
+
+    signum = int(signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _sigterm_stops() -> Iterator[None]:
+    """While training, SIGTERM raises :class:`_Terminated` (the runs checkpoint and stop)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _train(study: Any, out: Path, jobs: int | None, on_done: Any,
+           execution: dict[str, Any]) -> tuple[list[str], int]:
+    """Train the study's runs: (failed runs, 0), or ([], signal number) after SIGINT/SIGTERM."""
+    from classaware.study.runner import execute_study
+
+    try:
+        with _sigterm_stops():
+            outcome = execute_study(study, out, jobs=jobs, on_done=on_done, **execution)
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", int(signal.SIGINT))
+        print(f"\nclassaware: {signal.Signals(signum).name}: the running runs saved a checkpoint; "
+              "writing the report of the finished runs", file=sys.stderr, flush=True)
+        return [], signum
+    return outcome.failed, 0
+
+
+def run_and_report(study: Any, out: str | Path, *, jobs: int | None = None,
+                   report_only: bool = False, tables: bool | list[str] = False,
+                   execution: dict[str, Any] | None = None) -> int:
     """Run ``study`` into ``out`` (unless ``report_only``), write the report, print the verdict and
     the tables.
 
     ``tables``: True prints every run's per-class test table as it finishes; a list of variant
-    names prints those variants' tables (first seed). Returns 0; 1 when runs failed or are
-    missing, or when building the report failed (one line; ``--report-only`` rebuilds it).
+    names prints those variants' tables (first seed). ``execution``: ``executor`` and its
+    options (see :func:`classaware.study.runner.execute_study`). The study lock is held while
+    training and while the report is written. Returns 0; 1 when runs failed or are missing, or
+    when building the report failed (one line; ``--report-only`` rebuilds it); 130 / 143 after
+    SIGINT / SIGTERM (the report of the finished runs is written; a rerun resumes).
     """
-    from classaware.study.runner import execute_study
+    from classaware.study.runner import study_lock
 
     out = Path(out)
+    lock = study_lock(out) if not report_only or out.is_dir() else contextlib.nullcontext()
+    with lock:
+        return _run_and_report(study, out, jobs=jobs, report_only=report_only, tables=tables,
+                               execution=execution or {})
+
+
+def _run_and_report(study: Any, out: Path, *, jobs: int | None, report_only: bool,
+                    tables: bool | list[str], execution: dict[str, Any]) -> int:
     t0 = time.perf_counter()
     failed: list[str] = []
     printed: set[str] = set()
@@ -206,18 +286,23 @@ def run_and_report(study: Any, out: str | Path, *, jobs: int = 1, report_only: b
             print(_per_class_table(run.run_dir))
             print()
 
+    stopped_by = 0
     if not report_only:
-        print(f"study {study.name}: {len(study.variants)} variant(s) x {len(study.seeds)} seed(s) "
-              f"-> {out}")
-        outcome = execute_study(study, out, jobs=jobs, on_done=on_done)
-        failed = outcome.failed
+        failed, stopped_by = _train(study, out, jobs, on_done, execution)
     a = _report(study, out, report_only=report_only)
     if a is None:
         return 1
     print(f"({len(a.records)}/{len(a.planned)} runs finished; {time.perf_counter() - t0:.0f} s)")
+    if stopped_by:
+        print("stopped before every run finished; run the same command again to resume")
+        return 128 + stopped_by
     if failed:
         print(f"failed runs: {', '.join(failed)} (logs in {_shown(out / 'logs')}); run the same "
               "command again to retry them")
+        return 1
+    if a.diverged:
+        print(f"diverged runs: {', '.join(r.name for r in a.diverged)} (listed apart in the report; "
+              "a rerun reuses them: lower optim.lr for them)")
         return 1
     return 0 if not a.missing else 1
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from classaware.data.bundle import DataBundle
 from classaware.data.config import DATASET_NAMES, DataConfig, ImbalanceConfig
-from classaware.data.registry import available_datasets, load_data
+from classaware.data.registry import available_datasets, data_cache, load_data, set_data_cache
 from classaware.data.split import imbalance_counts
 
 __all__ = [
@@ -33,7 +33,9 @@ __all__ = [
     "available_datasets",
     "from_datasets",
     "imbalance_counts",
+    "data_cache",
     "load_data",
+    "set_data_cache",
 ]
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -195,6 +197,48 @@ def _rng(seed: int, step: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), step])
 
 
+#: the bundles kept for :func:`load_data` (None: no cache), see :func:`set_data_cache`
+_CACHE: OrderedDict[tuple[DataConfig, int], DataBundle] | None = None
+_CACHE_SIZE = 0
+
+
+def set_data_cache(size: int | None) -> int | None:
+    """From now on :func:`load_data` keeps the last ``size`` bundles it returned and returns the
+    same bundle again for the same ``(DataConfig, seed)``; ``None`` turns the cache off.
+    Returns the previous size (None: it was off).
+
+    For a process that trains many runs (a study worker): the data is read, subset and split
+    once.  The bundle is the one ``load_data`` would rebuild (it is deterministic for a config
+    and a seed) and the trainer never writes into its tensors, so a run trained from the cache
+    is bit-identical to one that loads its data itself.  :func:`data_cache` is the same for one
+    ``with`` block.
+    """
+    global _CACHE, _CACHE_SIZE
+    old = _CACHE_SIZE if _CACHE is not None else None
+    if size is None:
+        _CACHE, _CACHE_SIZE = None, 0
+    elif old != size:
+        _CACHE, _CACHE_SIZE = OrderedDict(), max(1, int(size))
+    return old
+
+
+@contextlib.contextmanager
+def data_cache(size: int = 2) -> Iterator[None]:
+    """:func:`set_data_cache` for the ``with`` block (the previous setting is restored).
+
+    Example
+    -------
+    >>> with data_cache():
+    ...     load_data({"name": "digits"}) is load_data({"name": "digits"})
+    True
+    """
+    old = set_data_cache(size)
+    try:
+        yield
+    finally:
+        set_data_cache(old)
+
+
 def load_data(cfg: DataConfig | Mapping[str, Any] | None = None, *, seed: int = 0,
               source: Any = None) -> DataBundle:
     """Load the dataset described by ``cfg`` (a :class:`DataConfig`, or a ``[data]`` mapping
@@ -234,6 +278,19 @@ def load_data(cfg: DataConfig | Mapping[str, Any] | None = None, *, seed: int = 
     cfg = as_data_config(cfg)
     if not (isinstance(seed, int) and not isinstance(seed, bool)):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if _CACHE is None or source is not None:
+        return _load(cfg, seed, source)
+    key = (cfg, seed)
+    if key not in _CACHE:
+        _CACHE[key] = _load(cfg, seed, None)
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    _CACHE.move_to_end(key)
+    return _CACHE[key]
+
+
+def _load(cfg: DataConfig, seed: int, source: Any) -> DataBundle:
+    """:func:`load_data` without the cache."""
     raw = source.raw() if source is not None else _read(cfg)
     _check_raw(raw)
     names = list(raw.class_names)

@@ -1,5 +1,6 @@
-"""Studies: every (variant, seed) of a study file trained in parallel processes, aggregated over
-seeds, compared with threshold moving, and reported (md, html, csv, png).
+"""Studies: every (variant, seed) of a study file trained by persistent worker processes (or as
+Ray tasks on a cluster), aggregated over seeds, compared with threshold moving, and reported
+(md, html, csv, png).
 
 Example
 -------

@@ -258,7 +258,8 @@ def load_study(
         that is not a variant but a loss name is added as a plain variant of that loss.
     seeds : an int n (seeds ``0..n-1``) or a list; replaces ``study.seeds``.
     sets : ``(dotted key, value)`` overrides of the shared config; keys starting with ``study.``
-        change the study settings instead.
+        change the study settings instead, and ``VARIANT:key`` sets ``key`` in that variant
+        only, after the variant's own overrides (so it can change a value the variant sets).
     """
     origin = "<command line>"
     if source is None:
@@ -275,8 +276,12 @@ def load_study(
     variants_raw = raw.pop("variants", []) or []
     if not isinstance(study_raw, dict):
         raise ConfigError("[study] must be a table")
+    variant_sets: list[tuple[str, str, Any]] = []
     for key, value in sets:
-        if key.startswith("study."):
+        if ":" in key:
+            vname, _, vkey = key.partition(":")
+            variant_sets.append((vname, vkey, value))
+        elif key.startswith("study."):
             apply_override(study_raw, key[len("study."):], value)
         else:
             apply_override(raw, key, value)
@@ -300,14 +305,32 @@ def load_study(
         variants = _select_variants(variants, losses, from_file=source is not None)
     if not variants:
         raise ConfigError("the study has no variants: add [[variants]] or use --losses ce,camri,...")
+    _apply_variant_sets(variants, variant_sets)
 
     seed_list = _parse_seeds(seeds if seeds is not None else settings["seeds"])
     names = [v.name for v in variants]
     baseline = settings["baseline"]
-    if baseline is None:
+    baseline_chosen = any(k == "study.baseline" for k, _ in sets)
+    if baseline is None or (losses is not None and baseline not in names and not baseline_chosen):
+        # the file's baseline was left out by --losses: compare with the first variant instead
         baseline = "ce" if "ce" in names else names[0]
     if baseline not in names:
         raise ConfigError(f"study.baseline: {baseline!r} is not a variant; variants: {', '.join(names)}")
+    tol, important, targets, groups = _check_settings(settings, base)
+    name = settings["name"] or ("-".join(names)[:60].rstrip("-.") if source is None else "study")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ConfigError(f"study.name: expected a file-name-safe string, got {name!r}")
+    return Study(
+        name=name, base=base, variants=variants, seeds=seed_list, baseline=baseline,
+        accuracy_tolerance=float(tol), important=list(important),
+        target_recalls=sorted(float(t) for t in targets), groups=[list(g) for g in groups],
+        ordinal=settings["ordinal"], description=str(settings["description"] or ""), source=origin,
+    )
+
+
+def _check_settings(settings: dict[str, Any], base: dict[str, Any]
+                    ) -> tuple[float, list[Any], list[float], list[list[Any]]]:
+    """The checked ``accuracy_tolerance``, ``important``, ``target_recalls`` and ``groups``."""
     tol = settings["accuracy_tolerance"]
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
         raise ConfigError(f"study.accuracy_tolerance: expected a number >= 0 (points), got {tol!r}")
@@ -330,15 +353,7 @@ def load_study(
         raise ConfigError(f"study.groups: expected a list of non-empty lists of classes, got {groups!r}")
     if not isinstance(settings["ordinal"], bool):
         raise ConfigError(f"study.ordinal: expected true or false, got {settings['ordinal']!r}")
-    name = settings["name"] or ("-".join(names)[:60].rstrip("-.") if source is None else "study")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise ConfigError(f"study.name: expected a file-name-safe string, got {name!r}")
-    return Study(
-        name=name, base=base, variants=variants, seeds=seed_list, baseline=baseline,
-        accuracy_tolerance=float(tol), important=list(important),
-        target_recalls=sorted(float(t) for t in targets), groups=[list(g) for g in groups],
-        ordinal=settings["ordinal"], description=str(settings["description"] or ""), source=origin,
-    )
+    return tol, important, targets, groups
 
 
 def _parse_seeds(seeds: Any) -> list[int]:
@@ -386,6 +401,20 @@ def _parse_variants(items: Any) -> list[Variant]:
             overrides.append((key, value))
         out.append(Variant(name=name, overrides=overrides))
     return out
+
+
+def _apply_variant_sets(variants: list[Variant], sets: list[tuple[str, str, Any]]) -> None:
+    """``--set VARIANT:key=value``: appended to that variant's overrides (applied last)."""
+    by_name = {v.name: v for v in variants}
+    for vname, key, value in sets:
+        if vname not in by_name:
+            raise ConfigError(f"--set {vname}:{key}: {vname!r} is not a variant of the study; "
+                              f"variants: {', '.join(by_name)}")
+        head = key.split(".")[0]
+        if head not in CONFIG_SECTIONS or "." not in key:
+            raise ConfigError(f"--set {vname}:{key}: expected a dotted config key of one of "
+                              f"{', '.join(CONFIG_SECTIONS)} (e.g. {vname}:train.drw_epoch=1)")
+        by_name[vname].overrides.append((key, value))
 
 
 def _select_variants(variants: list[Variant], losses: list[str], *, from_file: bool) -> list[Variant]:
