@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -17,6 +18,20 @@ def test_list_presets(capsys):
     out = capsys.readouterr().out
     for name in ("important-class ", "long-tail ", "similarity "):
         assert name in out
+
+
+def test_list_shows_each_description_whole(capsys):
+    # each preset's first sentence, wrapped, never cut mid-sentence
+    from classaware.study.spec import presets
+
+    assert main(["compare", "--list"]) == 0
+    entries = re.split(r"\n(?=\S)", capsys.readouterr().out.strip())
+    assert [e.split()[0] for e in entries] == presets()
+    for e in entries:
+        text = " ".join(e.split()[1:])
+        assert text.endswith((".", "?", "!")), text
+    text = next(e for e in entries if e.startswith("important-class "))
+    assert " ".join(text.split()).endswith("does it beat simply moving Shirt's decision threshold?")
 
 
 def test_errors_are_one_line_exit_2(capsys, tmp_path):

@@ -86,15 +86,15 @@ def _run(args: argparse.Namespace) -> int:
     from classaware.study.spec import load_study, parse_set, presets
 
     if args.list:
-        from classaware.study.spec import find_study_file
+        import shutil
+        import textwrap
 
-        for name in presets():
-            first = ""
-            for line in find_study_file(name).read_text().splitlines():
-                if line.startswith("#"):
-                    first = line.lstrip("# ").strip()
-                    break
-            print(f"{name:32s} {first}")
+        from classaware.study.spec import preset_summary
+
+        width = max(60, min(shutil.get_terminal_size((100, 24)).columns, 120))
+        for name in presets():  # each description whole, wrapped under its name
+            print(textwrap.fill(preset_summary(name), width, initial_indent=f"{name:26s}",
+                                subsequent_indent=" " * 26))
         return 0
     if args.config is None and args.losses is None:
         raise ConfigError("compare: give --config STUDY (a file or preset) or --losses ce,camri,...")

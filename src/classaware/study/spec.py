@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from classaware.errors import ConfigError
-from classaware.trainer.config import merge_config, parse_set
+from classaware.trainer.config import SECTIONS, merge_config, parse_set
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -54,8 +54,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "configs" / "studies"
-CONFIG_SECTIONS = ("data", "model", "loss", "optim", "train", "eval")
 _MARGIN_FALLBACK = {"camri", "arcface", "cosface", "ldam", "elm"}
+_SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)(?<!\.\.)[.?!](?=\s+[A-Z`(]|\s*$)")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 STUDY_DEFAULTS: dict[str, Any] = {
@@ -204,6 +204,29 @@ def presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
 
 
+def preset_summary(name: str) -> str:
+    """The first sentence of a preset's leading comment (it may run over several lines).
+
+    Example
+    -------
+    >>> preset_summary("long-tail-step10")
+    'long-tail with the step profile at ratio 10 (5 classes keep 1800 images, 5 keep 180).'
+    """
+    words: list[str] = []
+    for line in find_study_file(name).read_text(encoding="utf-8").splitlines():
+        text = line.lstrip("#").strip() if line.startswith("#") else None
+        if not text:  # the comment block ends at its first empty line or at the first key
+            if words or text is None:
+                break
+            continue
+        words.append(text)
+    block = " ".join(words)
+    # a sentence ends at . ? ! before a capital letter or the end ("e.g.", "...": not an end)
+    m = _SENTENCE_END.search(block)
+    return block[:m.start() + 1] if m else block[:m.start() + 1]
+    return " ".join(words)
+
+
 def find_study_file(ref: str | Path, *, relative_to: Path | None = None) -> Path:
     """A study file path from a path or a preset name (``.toml`` may be left off)."""
     p = Path(ref)
@@ -293,10 +316,10 @@ def load_study(
     settings = {**STUDY_DEFAULTS, **study_raw}
     base = raw
     for k in base:
-        if k not in CONFIG_SECTIONS and k != "seed":
+        if k not in SECTIONS and k != "seed":
             raise ConfigError(
                 f"{k}: unknown top-level key in a study; expected [study], [[variants]] or one of "
-                f"{', '.join(CONFIG_SECTIONS)}"
+                f"{', '.join(SECTIONS)}"
             )
     base.pop("seed", None)  # the study's seeds decide
 
@@ -391,10 +414,10 @@ def _parse_variants(items: Any) -> list[Variant]:
             if key in ("name", "description"):
                 continue
             head = key.split(".")[0]
-            if head not in CONFIG_SECTIONS:
+            if head not in SECTIONS:
                 raise ConfigError(
                     f"variants[{i}] ({name}).{key}: unknown key; expected a dotted config key such "
-                    f"as \"loss.margin\" or a section table ({', '.join(CONFIG_SECTIONS)})"
+                    f"as \"loss.margin\" or a section table ({', '.join(SECTIONS)})"
                 )
             if "." not in key and not isinstance(value, dict):
                 raise ConfigError(f"variants[{i}] ({name}).{key}: a section override must be a table")
@@ -411,9 +434,9 @@ def _apply_variant_sets(variants: list[Variant], sets: list[tuple[str, str, Any]
             raise ConfigError(f"--set {vname}:{key}: {vname!r} is not a variant of the study; "
                               f"variants: {', '.join(by_name)}")
         head = key.split(".")[0]
-        if head not in CONFIG_SECTIONS or "." not in key:
+        if head not in SECTIONS or "." not in key:
             raise ConfigError(f"--set {vname}:{key}: expected a dotted config key of one of "
-                              f"{', '.join(CONFIG_SECTIONS)} (e.g. {vname}:train.drw_epoch=1)")
+                              f"{', '.join(SECTIONS)} (e.g. {vname}:train.drw_epoch=1)")
         by_name[vname].overrides.append((key, value))
 
 
