@@ -4,7 +4,7 @@
 # It prints, each part under its own time limit (a part that runs past it is stopped, the rows
 # it printed are kept, and the next part starts):
 #   (a) the loss benchmark: every loss's forward+backward time as a ratio to F.cross_entropy,
-#       float32 and bfloat16, at C = 10, 1000 and 100 000 (benchmarks/device_losses.py)  60 s
+#       float32 and bfloat16, at C = 10, 1000 and 100 000 (benchmarks/losses.py)  60 s
 #   (b) training images/s of resnet32 and small_cnn with the data resident on the GPU: the
 #       baseline, each option (channels_last, compile, bf16), all together, and host-resident
 #       data for contrast (benchmarks/train_throughput.py)                 170 s + 90 s
@@ -108,7 +108,7 @@ EOF
     local dev a_args b1_args b2_args c_sets=() lim_a lim_b1 lim_b2 lim_c
     if [ "$DRY" = 1 ]; then
         dev=cpu
-        a_args=(--sizes 4x10,4x1000,2x100000 --reps 2 --warmup 1 --inner 1)
+        a_args=(--sizes 4x10,4x1000,2x100000 --reps 2 --warmup 1)
         b1_args=(--n 64 --epochs 2 --batch-size 32 --skip compile)
         b2_args=(--n 64 --epochs 2 --batch-size 32 --skip compile)
         c_sets=(--seeds 1 --set train.epochs=1 --set data.max_train=300 --set data.max_test=200)
@@ -116,7 +116,7 @@ EOF
         JOBS=2
     else
         dev=cuda
-        a_args=()
+        a_args=(--sizes 256x10,256x1000,64x100000)
         b1_args=(--n 16384 --epochs 3)
         b2_args=(--n 65536 --epochs 3)
         lim_a=60 lim_b1=170 lim_b2=90 lim_c=120
@@ -154,7 +154,8 @@ EOF
     }
 
     part "(a) loss benchmark" "$lim_a" \
-        "$PY" benchmarks/device_losses.py --device "$dev" --dtypes float32,bfloat16 "${a_args[@]}"
+        "$PY" benchmarks/losses.py --device "$dev" --dtypes float32,bfloat16 --no-literal \
+        --no-step "${a_args[@]}"
     part "(b) throughput resnet32" "$lim_b1" \
         "$PY" benchmarks/train_throughput.py --device "$dev" --workloads resnet32 "${b1_args[@]}"
     part "(b) throughput small_cnn" "$lim_b2" \

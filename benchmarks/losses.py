@@ -14,6 +14,8 @@ Run::
     python benchmarks/losses.py                 # all sizes, all losses, CPU float32 (+ CUDA bf16)
     python benchmarks/losses.py --quick         # fewer repetitions, no training-step shares
     python benchmarks/losses.py --sizes 256x1000,64x10000 --losses camri,focal
+    python benchmarks/losses.py --device cuda --dtypes float32,bfloat16 \
+        --sizes 256x10,256x1000,64x100000 --no-literal --no-step   # what device_check.sh runs
 
 Targets (median ratio at 256x1000 and 64x10000; SimLoss at 256x1000 only): CAMRI, ArcFace,
 CosFace, LDAM, LogitAdjusted <= 1.3; Focal, ELM <= 1.6; SimLoss, ComplementCrossEntropy <= 2.0.
@@ -33,6 +35,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from classaware.data import imbalance_counts
 from classaware.losses import available, create, spec
 from classaware.similarity import ordinal
 
@@ -54,13 +57,11 @@ STEP_MODELS = [("small_cnn", (1, 28, 28), 10), ("resnet32", (3, 32, 32), 10),
 # ---------------------------------------------------------------------------------------------
 
 
-def long_tail_counts(c: int, ratio: float = 100.0, head: int = 1000) -> list[int]:
-    """Exponential profile n_j = head * ratio^(-j/(C-1)) (LDAM's CIFAR-LT), at least 1."""
-    return [max(1, round(head * ratio ** (-j / (c - 1)))) for j in range(c)]
-
-
 def loss_kwargs(name: str, c: int) -> dict:
-    counts = long_tail_counts(c)
+    """Each loss's published setting; class counts of LDAM's CIFAR-LT profile (exp, ratio 100)."""
+    counts = imbalance_counts([1000] * c, "exp", 100.0)
+    if name == "simloss":  # built only when asked for: its matrix is C x C
+        return {"similarity": ordinal(c, 0.5)}
     return {
         "ce": {},
         "camri": {"important_classes": [0], "margin": math.pi / 16, "scale": 16.0},
@@ -68,7 +69,6 @@ def loss_kwargs(name: str, c: int) -> dict:
         "cosface": {"margin": 0.35, "scale": 64.0},
         "ldam": {"class_counts": counts, "max_margin": 0.5, "scale": 30.0},
         "elm": {"class_counts": counts, "max_margin": 0.5, "lam": 1.0, "scale": 30.0},
-        "simloss": {"similarity": ordinal(c, 0.5)},
         "cce": {"gamma": -1.0},
         "focal": {"gamma": 2.0},
         "logit_adjusted": {"class_counts": counts, "tau": 1.0},
@@ -372,12 +372,14 @@ def run(args) -> int:
             return 2
         CLOCK = time.thread_time
     tuned = keep_freed_memory() if not args.no_malloc_tuning else False
-    configs = [(torch.device("cpu"), torch.float32)]
-    if torch.cuda.is_available() and not args.cpu_only:
-        configs.append((torch.device("cuda"), torch.bfloat16))
+    configs = _configs(args.device, args.dtypes)
+    if isinstance(configs, str):
+        print(configs, file=sys.stderr)
+        return 2
+    cuda = any(d.type == "cuda" for d, _ in configs)
     print(f"# classaware loss benchmark: torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads"
-          + (f", {torch.cuda.get_device_name()}" if len(configs) > 1 else ", no CUDA device")
+          + (f", {torch.cuda.get_device_name()}" if cuda else ", no CUDA device")
           + f", clock={args.clock}, malloc keeps freed memory: {tuned}")
     print(f"# forward+backward, median of {args.reps} interleaved repetitions after "
           f"{args.warmup} warm-up; ratio = time / F.cross_entropy on the same input "
@@ -393,6 +395,28 @@ def run(args) -> int:
     if not misses:
         print("Every loss is within its target at the large sizes.")
     return 0
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def _configs(device: str, dtypes: list[str] | None) -> list[tuple[torch.device, torch.dtype]] | str:
+    """The (device, dtype) tables to print, or a one-line error.
+
+    ``--device auto`` without ``--dtypes``: CPU float32, and CUDA bfloat16 when a GPU is there
+    (the default); otherwise every ``--dtypes`` on the one device.
+    """
+    bad = [d for d in dtypes or () if d not in DTYPES]
+    if bad:
+        return f"--dtypes: unknown {bad}; known: {', '.join(DTYPES)}"
+    if device == "auto" and dtypes is None:
+        return [(torch.device("cpu"), torch.float32)] + (
+            [(torch.device("cuda"), torch.bfloat16)] if torch.cuda.is_available() else [])
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        return "--device cuda: CUDA is not available here"
+    return [(torch.device(device), DTYPES[d]) for d in dtypes or ["float32"]]
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
@@ -420,7 +444,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
     p.add_argument("--no-step", action="store_true", help="skip the training-step shares")
     p.add_argument("--no-literal", action="store_true", help="skip the literal implementations")
-    p.add_argument("--cpu-only", action="store_true", help="skip CUDA even when available")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto: CPU float32 (+ CUDA bfloat16 when a GPU is there); cpu or cuda: "
+                   "that device alone, in every --dtypes")
+    p.add_argument("--dtypes", type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
+                   default=None, help="comma-separated: float32, bfloat16 (default: float32)")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="wall time, or this thread's CPU time (robust on a busy machine; "
                    "needs --threads 1; CUDA timings always use wall time)")

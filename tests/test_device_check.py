@@ -109,38 +109,40 @@ def run_bench(script: str, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
 
 
-def test_device_losses_prints_a_ratio_per_loss_size_and_dtype():
+def test_loss_benchmark_prints_a_ratio_per_loss_size_and_dtype():
+    # what part (a) of the script runs, at tiny sizes on the CPU
     losses = ["ce", "camri", "ldam", "simloss", "focal"]
-    proc = run_bench("device_losses.py", "--device", "cpu", "--sizes", "4x10,2x100000",
-                     "--losses", ",".join(losses), "--reps", "1", "--warmup", "0",
-                     "--inner", "1")
+    proc = run_bench("losses.py", "--device", "cpu", "--dtypes", "float32,bfloat16",
+                     "--no-literal", "--no-step", "--sizes", "4x10,2x100000",
+                     "--losses", ",".join(losses), "--reps", "1", "--warmup", "0")
     assert proc.returncode == 0, proc.stderr
     sections = re.split(r"^## ", proc.stdout, flags=re.M)[1:]
     assert [s.splitlines()[0] for s in sections] == ["cpu float32", "cpu bfloat16"]
     for section in sections:
         rows = {tuple(c.strip() for c in line.split("|")[1:3]): line.split("|")
-                for line in section.splitlines() if line.startswith("| ") and "x" in line}
-        for name in losses:
-            for size in ("4x10", "2x100000"):
-                cells = rows[(name, size)]
-                if name == "simloss" and size == "2x100000":
-                    assert "skipped" in cells[5]  # its C x C matrix would not fit
-                    continue
-                # times are positive; a ratio is a finite number (its value is timing, and a
-                # preempted CE sample at --reps 1 can make it round to 0.00, so it is not asserted)
-                assert float(cells[3]) > 0 and float(cells[4]) > 0, cells
-                assert all(math.isfinite(float(cells[k])) for k in (5, 6)), cells
+                for line in section.splitlines()
+                if line.startswith("| ") and re.match(r"\| \w+ \| \d+x\d+ ", line)}
+        # simloss is left out where its C x C matrix would not fit; every other pair has a row
+        want = {(n, s) for n in losses for s in ("4x10", "2x100000")} - {("simloss", "2x100000")}
+        assert set(rows) == want, sorted(rows)
+        for cells in rows.values():
+            # times are positive; a ratio is a finite number (its value is timing, and a
+            # preempted CE sample at --reps 1 can make it round to 0.00, so it is not asserted)
+            assert float(cells[3]) > 0 and float(cells[4]) > 0, cells
+            assert math.isfinite(float(cells[5])), cells
+            assert cells[6].strip() == "\u2014", cells  # --no-literal: no literal column
 
 
 @pytest.mark.parametrize("args, fragment", [
     (("--dtypes", "float16"), "--dtypes"),
     (("--losses", "nope"), "unknown loss"),
-    (("--sizes", "10"), "expected NxC"),
+    (("--sizes", "10"), "--sizes wants NxC"),
     (("--device", "cuda"), "CUDA is not available"),
 ])
-def test_device_losses_bad_arguments_exit_2(args, fragment):
-    proc = run_bench("device_losses.py", *args)
+def test_loss_benchmark_bad_arguments_exit_2(args, fragment):
+    proc = run_bench("losses.py", *args)
     assert proc.returncode == 2 and fragment in proc.stderr, proc.stderr
+    assert proc.stdout == "" and "Traceback" not in proc.stderr
 
 
 def test_train_throughput_runs_with_one_epoch():
