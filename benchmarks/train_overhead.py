@@ -41,7 +41,13 @@ import torch.nn.functional as F
 from classaware.classes import resolve_classes
 from classaware.data import load_data
 from classaware.models import build_model
-from classaware.trainer.build import Normalizer, auto_flag, build_loss, seed_everything
+from classaware.trainer.build import (
+    Normalizer,
+    amp_dtype,
+    auto_flag,
+    build_loss,
+    seed_everything,
+)
 from classaware.trainer.config import RunConfig, load_config
 from classaware.trainer.loop import run_training
 from classaware.trainer.optim import build_optimizer, lr_at, set_lr
@@ -85,6 +91,12 @@ def bare_run(cfg: RunConfig, device: torch.device, *, data=None, evaluate: bool 
     channels_last = x.dim() == 4 and auto_flag(cfg.train.channels_last, True)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    bf16 = amp_dtype(cfg.train.amp, device) is not None  # the forward pass's autocast
+
+    def fwd(xb: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+            return model(xb).float()
+
     opt = build_optimizer(model.parameters(), cfg.optim)
     loss_fn = _loss(cfg, data, device) if evaluate else F.cross_entropy
     evals: list[torch.Tensor] = []
@@ -97,7 +109,7 @@ def bare_run(cfg: RunConfig, device: torch.device, *, data=None, evaluate: bool 
                 xb = norm(xs[i:i + 1024])
                 if channels_last:
                     xb = xb.contiguous(memory_format=torch.channels_last)
-                evals.append(model(xb).argmax(1))
+                evals.append(fwd(xb).argmax(1))
         model.train()
 
     bs, n = min(cfg.train.batch_size, x.shape[0]), x.shape[0]
@@ -112,7 +124,7 @@ def bare_run(cfg: RunConfig, device: torch.device, *, data=None, evaluate: bool 
             xb = norm(x[idx])
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            loss = loss_fn(model(xb).float(), y[idx])
+            loss = loss_fn(fwd(xb), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

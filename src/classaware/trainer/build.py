@@ -189,9 +189,6 @@ def build_parts(cfg: RunConfig, data: Any, device: torch.device, *,
     is_image = getattr(data, "kind", "image") == "image" and len(data.input_shape) == 3
     # "auto": on for image models on every device (1.2-1.7x faster on a CPU, docs/training.md)
     channels_last = is_image and auto_flag(cfg.train.channels_last, True)
-    amp = cfg.train.amp
-    use_bf16 = amp == "bf16" or (amp == "auto" and device.type == "cuda"
-                                 and torch.cuda.is_bf16_supported())
     raw_x = {s: getattr(data, f"x_{s}") for s in ("train", "val", "test")}
     x = {s: v if is_lazy(v) else _as_tensor(v) for s, v in raw_x.items()}
     y = {s: _as_tensor(getattr(data, f"y_{s}"), torch.int64) for s in ("train", "val", "test")}
@@ -206,7 +203,18 @@ def build_parts(cfg: RunConfig, data: Any, device: torch.device, *,
     if channels_last:
         model.to(memory_format=torch.channels_last)
     return RunParts(data, class_names, counts, important, loss_fn, drw_weight, model, x, y,
-                    device, torch.bfloat16 if use_bf16 else None, channels_last, cfg, model_note)
+                    device, amp_dtype(cfg.train.amp, device), channels_last, cfg, model_note)
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``train.amp`` on ``device``: bfloat16, or None (no autocast).
+
+    ``"bf16"``: always; ``"auto"``: on a CUDA device that supports bf16 (on a CPU it stays off:
+    many CPUs lack fast bf16); ``"none"``: never.
+    """
+    if amp == "bf16" or (amp == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return None
 
 
 def loss_kwargs(loss: LossConfig, class_names: list[str], class_counts: list[int],
