@@ -97,7 +97,7 @@ def test_no_arguments_runs_the_demo_study(monkeypatch):
     study = seen["study"]
     assert study.name == "important-class-demo"
     assert seen["out"] == Path("runs") / "demo-important-class"
-    assert study.important == ["Shirt"] and len(study.seeds) == 3
+    assert study.important == ["Shirt"] and len(study.seeds) == 4
     names = [v.name for v in study.variants]
     assert {"ce", "ce-weighted"} <= set(names)
     assert any(n.startswith("arcface") for n in names)
