@@ -99,9 +99,7 @@ def test_no_arguments_runs_the_demo_study(monkeypatch):
     assert seen["out"] == Path("runs") / "demo-important-class"
     assert study.important == ["Shirt"] and len(study.seeds) == 4
     names = [v.name for v in study.variants]
-    assert {"ce", "ce-weighted"} <= set(names)
-    assert any(n.startswith("arcface") for n in names)
-    assert sum(n.startswith("camri") for n in names) == 2
+    assert names == ["ce", "ce-weighted", "camri-m0.2-s16"]
     # CE's and CAMRI's per-class tables are printed
     assert set(seen["tables"]) == {"ce"} | {n for n in names if n.startswith("camri")}
     assert 1 <= seen["jobs"] <= 2
