@@ -392,7 +392,11 @@ def run(args) -> int:
             print_share_table(args, names, dtype, device)
     for dname, name, n, c, ratio, target in misses:
         print(f"Missed target: {dname} {name} at {n}x{c}: {ratio:.2f} > {target}")
-    if not misses:
+    if not any(size in LARGE_SIZES for size in args.sizes):
+        print("No target checked: the targets are set at "
+              + " and ".join(f"{n}x{c}" for n, c in sorted(LARGE_SIZES, key=lambda s: s[1]))
+              + ", not among --sizes.")
+    elif not misses:
         print("Every loss is within its target at the large sizes.")
     return 0
 
