@@ -259,7 +259,7 @@ def test_wrong_types_fail_naming_the_key(overrides, match):
     (["train.drw_epoch=-1"], r"^train.drw_epoch: expected an integer >= 0"),
     (["train.drw_beta=1"], r"^train.drw_beta: expected a number in \[0, 1\)"),
     (["train.device=tpu"], r'^train.device: expected "auto", "cpu", "cuda"'),
-    (["train.amp=fp16"], r"^train.amp: expected one of 'auto', 'bf16', 'none'"),
+    (["train.amp=fp16"], r"^train.amp: expected one of 'auto', 'native', 'bf16', 'none'"),
     (["train.crop_padding=-1"], r"^train.crop_padding"),
     (["train.log_interval=0"], r"^train.log_interval"),
     (["train.checkpoint_every=0"], r"^train.checkpoint_every"),

@@ -130,7 +130,7 @@ def test_presets_are_valid_train_configs():
     # issue 11: at least 3 seeds and the variants ce, weighted ce and CAMRI; an even run count
     assert [v.name for v in demo.variants] == ["ce", "ce-weighted", "camri-m0.2-s16"]
     assert demo.important == ["Shirt"] and demo.seeds == [0, 1, 2, 3]
-    assert demo.base["train"]["epochs"] == 8 and demo.base["train"]["amp"] == "bf16"
+    assert demo.base["train"]["epochs"] == 8 and demo.base["train"]["amp"] == "native"
     lt = load_study("long-tail-step10")
     assert lt.base["data"]["imbalance"] == {"profile": "step", "ratio": 10, "seed": 0}
     assert len(lt.variants) == 13  # with ce-drs and ldam-drs

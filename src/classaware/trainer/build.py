@@ -18,6 +18,7 @@ Example
 
 from __future__ import annotations
 
+import functools
 import inspect
 import random
 from dataclasses import dataclass, replace
@@ -209,12 +210,41 @@ def build_parts(cfg: RunConfig, data: Any, device: torch.device, *,
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of ``train.amp`` on ``device``: bfloat16, or None (no autocast).
 
-    ``"bf16"``: always; ``"auto"``: on a CUDA device that supports bf16 (on a CPU it stays off:
-    many CPUs lack fast bf16); ``"none"``: never.
+    ``"bf16"``: always; ``"auto"``: on a CUDA device that supports bf16 (on a CPU it stays off,
+    so CPU runs stay float32); ``"native"``: as ``"auto"``, and also on a CPU that runs bf16
+    natively (:func:`cpu_has_native_bf16`) — elsewhere a CPU emulates bf16 and is slower than
+    float32 (8x for small_cnn with oneDNN limited to AVX2, docs/training.md); ``"none"``: never.
+
+    Examples
+    --------
+    >>> amp_dtype("none", torch.device("cpu")) is None
+    True
+    >>> amp_dtype("bf16", torch.device("cpu"))
+    torch.bfloat16
     """
-    if amp == "bf16" or (amp == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
+    cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if (amp == "bf16" or (amp in ("auto", "native") and cuda_bf16)
+            or (amp == "native" and device.type == "cpu" and cpu_has_native_bf16())):
         return torch.bfloat16
     return None
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU has bf16 arithmetic in hardware, from the kernel's CPU flags.
+
+    x86: ``avx512_bf16`` or ``amx_bf16``; Arm: the ``bf16`` feature.  False where the flags cannot
+    be read (a system without ``/proc/cpuinfo``), so ``train.amp = "native"`` stays float32 there.
+    """
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return bool({"avx512_bf16", "amx_bf16", "bf16"} & set(value.split()))
+    except OSError:
+        pass
+    return False
 
 
 def loss_kwargs(loss: LossConfig, class_names: list[str], class_counts: list[int],

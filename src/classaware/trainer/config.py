@@ -73,7 +73,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
 CLASS_WEIGHTS = ("none", "inverse_frequency", "class_balanced", "important")
 SELECT_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "important_recall_mean")
-AMP_MODES = ("auto", "bf16", "none")
+AMP_MODES = ("auto", "native", "bf16", "none")
 SELECT_RULES = ("best", "last")
 #: ``train.num_threads`` at most (the largest machines have a few hundred cores)
 MAX_THREADS = 1024

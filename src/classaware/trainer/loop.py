@@ -18,8 +18,8 @@
    ``data.sampler``'s class re-sampling from epoch ``drs_epoch`` on: DRS), take each batch
    from the batch source (:func:`_batches`: in-memory tensors indexed, or lazy data read by
    ``data.workers`` DataLoader processes — the same tensors either way), augment the batch on
-   tensors, forward (bf16 autocast on CUDA), backward, step; the running loss and training
-   confusion matrix stay on the device and are read once per ``log_interval`` steps;
+   tensors, forward (bf16 autocast where ``train.amp`` resolves to it), backward, step; the
+   running loss and training confusion matrix stay on the device and are read once per ``log_interval`` steps;
 5. **end the epoch**: a non-finite training loss stops the run (``final.json`` records the
    divergence, :class:`~classaware.errors.TrainingDiverged`); else evaluate on validation from
    one confusion matrix (training metrics when there is no validation split; never test) and
@@ -505,7 +505,8 @@ def _write_run_files(st: TrainState) -> None:
            f"{x['test'].shape[0]} test{_data_note(st)}), {st.parts.model_note}/{cfg.model.head}, "
            f"loss {cfg.loss.name}, {_plural(cfg.train.epochs, 'epoch')}, batch {st.batch_size}"
            + (" (the training set)" if capped else "") + f" on {st.parts.device}"
-           + (f" x{info.world_size} ranks" if info.enabled else ""))
+           + (f" x{info.world_size} ranks" if info.enabled else "")
+           + (", bf16 autocast" if st.parts.amp_dtype is not None else ""))
     if st.parts.model.init_note:
         st.say(f"classaware: {st.parts.model.init_note}")
     meta = getattr(st.parts.data, "meta", {}) or {}
