@@ -91,10 +91,12 @@ def bare_run(cfg: RunConfig, device: torch.device, *, data=None, evaluate: bool 
     channels_last = x.dim() == 4 and auto_flag(cfg.train.channels_last, True)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    bf16 = amp_dtype(cfg.train.amp, device) is not None  # the forward pass's autocast
+    amp = amp_dtype(cfg.train.amp, device)  # the forward pass's autocast, as the trainer's
 
     def fwd(xb: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+        if amp is None:
+            return model(xb).float()
+        with torch.autocast(device_type=device.type, dtype=amp):
             return model(xb).float()
 
     opt = build_optimizer(model.parameters(), cfg.optim)

@@ -19,7 +19,8 @@
    from the batch source (:func:`_batches`: in-memory tensors indexed, or lazy data read by
    ``data.workers`` DataLoader processes — the same tensors either way), augment the batch on
    tensors, forward (bf16 autocast where ``train.amp`` resolves to it), backward, step; the
-   running loss and training confusion matrix stay on the device and are read once per ``log_interval`` steps;
+   running loss and training confusion matrix stay on the device and are read once per
+   ``log_interval`` steps;
 5. **end the epoch**: a non-finite training loss stops the run (``final.json`` records the
    divergence, :class:`~classaware.errors.TrainingDiverged`); else evaluate on validation from
    one confusion matrix (training metrics when there is no validation split; never test) and
